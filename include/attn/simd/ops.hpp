@@ -1,0 +1,124 @@
+// The handful of vector operations the kernels use, for every arch including scalar, and the
+// one place where xsimd's API differences between versions are absorbed (Debian ships 8.1;
+// xsimd 10+ renamed hadd to reduce_add, added reduce_max and changed bitwise_cast's template
+// argument from a batch type to a scalar type).
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+#include "attn/simd/arch.hpp"
+
+namespace attn::simd {
+
+// ---- loads, stores, broadcasts --------------------------------------------------------------
+
+template <class A>
+inline vec<A> load(const float* p) {
+  if constexpr (std::is_same_v<A, scalar>)
+    return *p;
+  else
+    return vec<A>::load_unaligned(p);
+}
+
+template <class A>
+inline void store(float* p, const vec<A>& x) {
+  if constexpr (std::is_same_v<A, scalar>)
+    *p = x;
+  else
+    x.store_unaligned(p);
+}
+
+template <class A>
+inline vec<A> splat(float x) {
+  if constexpr (std::is_same_v<A, scalar>)
+    return x;
+  else
+    return vec<A>(x);
+}
+
+// ---- arithmetic (scalar overloads beside xsimd's) -------------------------------------------
+
+/// a·b + c, fused where the arch has FMA.
+inline float fma(float a, float b, float c) { return std::fma(a, b, c); }
+template <class A>
+inline xsimd::batch<float, A> fma(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
+                                  const xsimd::batch<float, A>& c) {
+  return xsimd::fma(a, b, c);
+}
+
+inline float max(float a, float b) { return a > b ? a : b; }
+template <class A>
+inline xsimd::batch<float, A> max(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b) {
+  return xsimd::max(a, b);
+}
+
+inline float min(float a, float b) { return a < b ? a : b; }
+template <class A>
+inline xsimd::batch<float, A> min(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b) {
+  return xsimd::min(a, b);
+}
+
+inline float tanh(float x) { return std::tanh(x); }
+template <class A>
+inline xsimd::batch<float, A> tanh(const xsimd::batch<float, A>& x) {
+  return xsimd::tanh(x);
+}
+
+/// Round to the nearest integer (ties to even), staying in float.
+inline float round(float x) { return std::nearbyint(x); }
+template <class A>
+inline xsimd::batch<float, A> round(const xsimd::batch<float, A>& x) {
+  return xsimd::nearbyint(x);
+}
+
+/// x where `take_x`, else y. `take_x` comes from a comparison of the same arch.
+inline float select(bool take_x, float x, float y) { return take_x ? x : y; }
+template <class A>
+inline xsimd::batch<float, A> select(const xsimd::batch_bool<float, A>& take_x,
+                                     const xsimd::batch<float, A>& x, const xsimd::batch<float, A>& y) {
+  return xsimd::select(take_x, x, y);
+}
+
+/// 2^n for n a float holding an integer in [−127, 127], built from the exponent bits
+/// (n = −127 gives exactly 0).
+inline float pow2i(float n) {
+  return std::bit_cast<float>(static_cast<std::int32_t>(static_cast<std::int32_t>(n) + 127) << 23);
+}
+template <class A>
+inline xsimd::batch<float, A> pow2i(const xsimd::batch<float, A>& n) {
+  const auto bits = (xsimd::to_int(n) + 127) << 23;
+#if XSIMD_VERSION_MAJOR < 10
+  return xsimd::bitwise_cast<xsimd::batch<float, A>>(bits);
+#else
+  return xsimd::bitwise_cast<float>(bits);
+#endif
+}
+
+// ---- horizontal reductions ------------------------------------------------------------------
+
+inline float reduce_add(float x) { return x; }
+template <class A>
+inline float reduce_add(const xsimd::batch<float, A>& x) {
+#if XSIMD_VERSION_MAJOR < 10
+  return xsimd::hadd(x);
+#else
+  return xsimd::reduce_add(x);
+#endif
+}
+
+inline float reduce_max(float x) { return x; }
+template <class A>
+inline float reduce_max(const xsimd::batch<float, A>& x) {
+#if XSIMD_VERSION_MAJOR < 10
+  alignas(64) float lane[xsimd::batch<float, A>::size];
+  x.store_unaligned(lane);
+  return *std::max_element(lane, lane + xsimd::batch<float, A>::size);
+#else
+  return xsimd::reduce_max(x);
+#endif
+}
+
+}  // namespace attn::simd

@@ -61,7 +61,7 @@ struct alibi {
     const auto h = static_cast<std::size_t>(head);
     return slopes.empty() ? standard_[h] : slopes[h];
   }
-  float bias(const head_ctx& c, idx i, idx j) const {
+  float logit_bias(const head_ctx& c, idx i, idx j) const {
     const idx distance = c.aligned(i, alignment) - j;
     return -slope(c.head) * static_cast<float>(distance < 0 ? -distance : distance);
   }

@@ -53,7 +53,7 @@ struct window {
   }
 
   static constexpr bool has_bias = false;
-  float bias(const head_ctx&, idx, idx) const { return 0.0f; }
+  float logit_bias(const head_ctx&, idx, idx) const { return 0.0f; }
 };
 
 /// Causal attention: query i sees keys j ≤ p(i). Bottom-right aligned by default.

@@ -34,8 +34,8 @@ struct both {
     return first.visible(c, i, j) && second.visible(c, i, j);
   }
   static constexpr bool has_bias = A::has_bias || B::has_bias;
-  float bias(const head_ctx& c, idx i, idx j) const {
-    return first.bias(c, i, j) + second.bias(c, i, j);
+  float logit_bias(const head_ctx& c, idx i, idx j) const {
+    return first.logit_bias(c, i, j) + second.logit_bias(c, i, j);
   }
 };
 

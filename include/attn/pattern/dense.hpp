@@ -11,7 +11,7 @@ struct dense {
   tile_kind classify(const head_ctx&, idx, idx, idx, idx) const { return tile_kind::full; }
   bool visible(const head_ctx&, idx, idx) const { return true; }
   static constexpr bool has_bias = false;
-  float bias(const head_ctx&, idx, idx) const { return 0.0f; }
+  float logit_bias(const head_ctx&, idx, idx) const { return 0.0f; }
 };
 
 }  // namespace attn

@@ -65,8 +65,9 @@ struct bias {
     return values.at(c.batch, c.head, i, j) != -std::numeric_limits<float>::infinity();
   }
   static constexpr bool has_bias = true;
-  float bias_at(const head_ctx& c, idx i, idx j) const { return values.at(c.batch, c.head, i, j); }
-  float bias(const head_ctx& c, idx i, idx j) const { return bias_at(c, i, j); }
+  float logit_bias(const head_ctx& c, idx i, idx j) const {
+    return values.at(c.batch, c.head, i, j);
+  }
 };
 
 /// Boolean mask tensor [B|1, H|1, Nq, Nk]: true = the query sees the key.
@@ -91,7 +92,7 @@ struct mask {
   }
   bool visible(const head_ctx& c, idx i, idx j) const { return values.at(c.batch, c.head, i, j); }
   static constexpr bool has_bias = false;
-  float bias(const head_ctx&, idx, idx) const { return 0.0f; }
+  float logit_bias(const head_ctx&, idx, idx) const { return 0.0f; }
 };
 
 }  // namespace attn

@@ -9,7 +9,7 @@
 //   tile_kind classify(const head_ctx&, idx q0, idx q1, idx k0, idx k1) const;
 //   bool visible(const head_ctx&, idx i, idx j) const;          the exact rule, one pair
 //   static constexpr bool has_bias;                              adds a logit bias?
-//   float bias(const head_ctx&, idx i, idx j) const;            that bias (ALiBi, bias tensor)
+//   float logit_bias(const head_ctx&, idx i, idx j) const;            that bias (ALiBi, bias tensor)
 //
 //   void prepare(const detail::problem_shape&);                 optional: precompute, on the
 //                                                               kernel's own copy of the pattern

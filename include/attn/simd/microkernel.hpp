@@ -57,22 +57,22 @@ inline void scores_block(const float* qt, std::ptrdiff_t head_dim, const float* 
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < QV; ++v) acc[r][v] = splat<A>(0.0f);
+    for (int v = 0; v < QV; ++v) acc[r][v] = simd::splat<A>(0.0f);
   for (std::ptrdiff_t d = 0; d < head_dim; ++d) {
     vec<A> q[QV];
 #pragma GCC unroll 8
-    for (int v = 0; v < QV; ++v) q[v] = load<A>(qt + d * M + v * L);
+    for (int v = 0; v < QV; ++v) q[v] = simd::load<A>(qt + d * M + v * L);
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
-      const vec<A> kb = splat<A>(k[r * k_stride + d]);
+      const vec<A> kb = simd::splat<A>(k[r * k_stride + d]);
 #pragma GCC unroll 8
-      for (int v = 0; v < QV; ++v) acc[r][v] = fma(kb, q[v], acc[r][v]);
+      for (int v = 0; v < QV; ++v) acc[r][v] = simd::fma(kb, q[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < QV; ++v) store<A>(st + r * M + v * L, acc[r][v]);
+    for (int v = 0; v < QV; ++v) simd::store<A>(st + r * M + v * L, acc[r][v]);
 }
 
 template <class A, int Rows>
@@ -82,26 +82,26 @@ inline void accumulate_block(const float* pt, std::ptrdiff_t keys, const float* 
   vec<A> acc[Rows][QV];
   vec<A> a[QV];
 #pragma GCC unroll 8
-  for (int q = 0; q < QV; ++q) a[q] = load<A>(alpha + q * L);
+  for (int q = 0; q < QV; ++q) a[q] = simd::load<A>(alpha + q * L);
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-    for (int q = 0; q < QV; ++q) acc[r][q] = load<A>(ot + r * M + q * L) * a[q];
+    for (int q = 0; q < QV; ++q) acc[r][q] = simd::load<A>(ot + r * M + q * L) * a[q];
   for (std::ptrdiff_t j = 0; j < keys; ++j) {
     vec<A> p[QV];
 #pragma GCC unroll 8
-    for (int q = 0; q < QV; ++q) p[q] = load<A>(pt + j * M + q * L);
+    for (int q = 0; q < QV; ++q) p[q] = simd::load<A>(pt + j * M + q * L);
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
-      const vec<A> vb = splat<A>(v[j * v_stride + r]);
+      const vec<A> vb = simd::splat<A>(v[j * v_stride + r]);
 #pragma GCC unroll 8
-      for (int q = 0; q < QV; ++q) acc[r][q] = fma(vb, p[q], acc[r][q]);
+      for (int q = 0; q < QV; ++q) acc[r][q] = simd::fma(vb, p[q], acc[r][q]);
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 8
-    for (int q = 0; q < QV; ++q) store<A>(ot + r * M + q * L, acc[r][q]);
+    for (int q = 0; q < QV; ++q) simd::store<A>(ot + r * M + q * L, acc[r][q]);
 }
 
 /// Calls f.template operator()<R>() for R = n, where 1 <= n < Max: turns a run-time remainder

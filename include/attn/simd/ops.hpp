@@ -11,6 +11,15 @@
 
 #include "attn/simd/arch.hpp"
 
+// GCC 12's AVX-512 intrinsics build some results from _mm512_undefined_ps(), which GCC 12 then
+// reports as -Wmaybe-uninitialized wherever they are inlined (GCC bug 105593, fixed in 13).
+// Silenced for these wrappers only, and only on the affected compilers.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#define ATTN_GCC12_UNDEFINED_WORKAROUND 1
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace attn::simd {
 
 // ---- loads, stores, broadcasts --------------------------------------------------------------
@@ -122,3 +131,8 @@ inline float reduce_max(const xsimd::batch<float, A>& x) {
 }
 
 }  // namespace attn::simd
+
+#if defined(ATTN_GCC12_UNDEFINED_WORKAROUND)
+#pragma GCC diagnostic pop
+#undef ATTN_GCC12_UNDEFINED_WORKAROUND
+#endif

@@ -1,0 +1,112 @@
+// attn::attention — the entry point. It reads as a sentence:
+//
+//   attn::attention(q, k, v, out);                                   dense softmax attention
+//   attn::attention(q, k, v, out, attn::softmax{}, attn::causal{});  causal
+//   attn::attention(q, k, v, out, attn::softmax{.softcap = 50}, attn::window{.left = 4095}, opt);
+//
+// The score and pattern objects' types choose the code at compile time; their fields and the
+// options carry the run-time parameters. Everything is validated before anything is written:
+// on bad input attn::error is thrown and `out` (and opt.lse) are untouched.
+#pragma once
+
+#include <cmath>
+#include <utility>
+
+#include "attn/kernel/prefill.hpp"
+#include "attn/options.hpp"
+#include "attn/pattern/dense.hpp"
+#include "attn/score/softmax.hpp"
+#include "attn/simd/arch.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+namespace detail {
+
+template <class X>
+concept float_input = row_major_tensor<X, 4> && std::is_same_v<scalar_of<X>, float>;
+template <class X>
+concept float_output = float_input<X> && !std::is_const_v<std::remove_pointer_t<decltype(
+                                             std::declval<X&>().data())>>;
+
+inline void check_lengths(std::span<const std::int32_t> lengths, const char* name, idx batch,
+                          idx limit, const char* limit_name) {
+  if (lengths.empty()) return;
+  if (static_cast<idx>(lengths.size()) != batch)
+    fail("options.", name, ".size()=", lengths.size(), " does not match q.dim(0)=", batch,
+         " (batch)");
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    if (lengths[b] < 0 || lengths[b] > limit)
+      fail("options.", name, "[", b, "]=", lengths[b], " is outside [0, ", limit, "] (",
+           limit_name, ")");
+}
+
+/// Validates the options against the shape; returns the logit scale.
+inline float check_options(const options& opt, const problem_shape& s) {
+  const float scale =
+      opt.scale.value_or(s.head_dim > 0 ? 1.0f / std::sqrt(static_cast<float>(s.head_dim)) : 1.0f);
+  if (!std::isfinite(scale)) fail("options.scale=", scale, " must be finite");
+  if (opt.threads < 0) fail("options.threads=", opt.threads, " must be >= 0 (0 = all)");
+  check_lengths(opt.key_lengths, "key_lengths", s.batch, s.seq_k, "k.dim(1), keys");
+  check_lengths(opt.query_lengths, "query_lengths", s.batch, s.seq_q, "q.dim(1), queries");
+  if (opt.lse) {
+    const idx want[3] = {s.batch, s.heads_q, s.seq_q};
+    const char* what[3] = {"batch", "heads", "seq_q"};
+    for (int d = 0; d < 3; ++d)
+      if (opt.lse->dimension(d) != want[d])
+        fail("lse.dim(", d, ")=", opt.lse->dimension(d), " does not match ", want[d], " (",
+             what[d], "; lse is [batch, heads_q, seq_q])");
+  }
+  return scale;
+}
+
+inline int worker_count(const options& opt, const exec::executor& ex) {
+  int n = opt.threads == 0 ? exec::hardware_threads() : opt.threads;
+  if (ex.max_workers > 0) n = std::min(n, ex.max_workers);
+  return std::max(n, 1);
+}
+
+}  // namespace detail
+
+/// Attention of q over (k, v) into out, with a score function and a pattern; see the file
+/// comment. Arch selects the SIMD instruction set (default: the best the compiler flags allow).
+template <class Arch = simd::default_arch, detail::float_input Q, detail::float_input K,
+          detail::float_input V, detail::float_output O, class Score = softmax,
+          class Pattern = dense>
+void attention(const Q& q, const K& k, const V& v, O& out, const Score& score = {},
+               const Pattern& pattern = {}, const options& opt = {}) {
+  detail::prefill_args a;
+  a.q = detail::view_of(q);
+  a.k = detail::view_of(k);
+  a.v = detail::view_of(v);
+  a.out = detail::view_of(out);
+  a.shape = detail::check_qkvo(a.q, a.k, a.v, a.out);
+  score.check(a.shape);
+  pattern.check(a.shape);
+  a.scale = detail::check_options(opt, a.shape);
+  if (opt.lse && !Score::has_lse)
+    detail::fail("options.lse is set, but this score function defines no log-sum-exp");
+  a.key_lengths = opt.key_lengths;
+  a.query_lengths = opt.query_lengths;
+  a.lse = opt.lse ? opt.lse->data() : nullptr;
+  a.executor = opt.executor ? opt.executor : exec::default_executor();
+  a.workers = detail::worker_count(opt, a.executor);
+
+  Pattern prepared = pattern;  // the kernel's own copy: prepare() may precompute into it
+  detail::prepare(prepared, a.shape);
+  detail::with_score_tile<Arch>(score, [&]<class Tile>(std::type_identity<Tile>) {
+    detail::prefill<Arch, Tile>(a, score, prepared);
+  });
+}
+
+/// Overload for an rvalue output view (e.g. a TensorMap built in the call).
+template <class Arch = simd::default_arch, detail::float_input Q, detail::float_input K,
+          detail::float_input V, detail::float_output O, class Score = softmax,
+          class Pattern = dense>
+  requires(!std::is_lvalue_reference_v<O>)
+void attention(const Q& q, const K& k, const V& v, O&& out, const Score& score = {},
+               const Pattern& pattern = {}, const options& opt = {}) {
+  attention<Arch>(q, k, v, out, score, pattern, opt);
+}
+
+}  // namespace attn

@@ -47,19 +47,30 @@ struct prefill_args {
   exec::executor executor;
 };
 
-/// Masks (−inf) and biases one partial tile of Sᵀ. Plain scalar code: only tiles the pattern
-/// could not classify as full come here.
+/// Masks (−inf) and biases one partial tile of Sᵀ [keys × ld], rows = keys, columns = queries.
+/// Only tiles the pattern could not classify as full come here. Patterns whose visible rows per
+/// key form one range (band patterns) mask by ranges; the others are asked pair by pair.
 template <class Pattern>
 void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx queries, idx k0,
                    idx keys, float bias_factor, float* st, idx ld) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   for (idx j = 0; j < keys; ++j) {
     float* row = st + j * ld;
-    for (idx i = 0; i < queries; ++i) {
-      if (!pattern.visible(c, q0 + i, k0 + j))
-        row[i] = neg_inf;
-      else if constexpr (Pattern::has_bias)
-        row[i] += bias_factor * pattern.logit_bias(c, q0 + i, k0 + j);
+    if constexpr (requires { pattern.query_span(c, j, q0, q0); }) {
+      const key_span seen = pattern.query_span(c, k0 + j, q0, q0 + queries);
+      const idx lo = std::clamp<idx>(seen.begin - q0, 0, queries);
+      const idx hi = std::clamp<idx>(seen.end - q0, lo, queries);
+      std::fill(row, row + lo, neg_inf);
+      std::fill(row + hi, row + queries, neg_inf);
+      if constexpr (Pattern::has_bias)
+        for (idx i = lo; i < hi; ++i) row[i] += bias_factor * pattern.logit_bias(c, q0 + i, k0 + j);
+    } else {
+      for (idx i = 0; i < queries; ++i) {
+        if (!pattern.visible(c, q0 + i, k0 + j))
+          row[i] = neg_inf;
+        else if constexpr (Pattern::has_bias)
+          row[i] += bias_factor * pattern.logit_bias(c, q0 + i, k0 + j);
+      }
     }
   }
 }
@@ -78,10 +89,11 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
 
   std::atomic<idx> next{0};
   auto body = [&](int) {
-    aligned_floats buffer(static_cast<std::size_t>((D + NK + Dv) * M));
+    aligned_floats buffer(static_cast<std::size_t>((D + NK + Dv) * M + NK * Dv));
     float* qt = buffer.get();
     float* st = qt + D * M;
     float* ot = st + NK * M;
+    float* vt = ot + Dv * M;  // the V tile, rows packed contiguously
     ScoreTile tile(score, a.scale);
     const float q_factor = tile.q_factor();
 
@@ -122,8 +134,14 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
           if (Pattern::has_bias || kind == tile_kind::partial)
             apply_pattern(pattern, c, q0, live, k0, k1 - k0, ScoreTile::bias_factor(), st, M);
           tile.weigh(st, k1 - k0);
-          simd::accumulate_tile<A>(st, k1 - k0, a.v.row(b, k0, c.kv_head), a.v.strides[1], Dv,
-                                   tile.alpha, ot);
+          // V rows sit heads·head_dim_v apart in the tensor: at power-of-two strides the walk
+          // down one tile's rows hits a handful of L1 sets and evicts itself. Packed, the tile
+          // is one contiguous block that stays in L1 for all of its column blocks.
+          for (idx j = k0; j < k1; ++j) {
+            const float* vrow = a.v.row(b, j, c.kv_head);
+            std::copy(vrow, vrow + Dv, vt + (j - k0) * Dv);
+          }
+          simd::accumulate_tile<A>(st, k1 - k0, vt, Dv, Dv, tile.alpha, ot);
         }
       }
       for (idx i = 0; i < rows; ++i) {

@@ -55,6 +55,7 @@ struct alibi {
   }
   key_span keys(const head_ctx& c, idx, idx) const { return {0, c.seq_k}; }
   tile_kind classify(const head_ctx&, idx, idx, idx, idx) const { return tile_kind::partial; }
+  key_span query_span(const head_ctx&, idx, idx q0, idx q1) const { return {q0, q1}; }
   bool visible(const head_ctx&, idx, idx) const { return true; }
   static constexpr bool has_bias = true;
   float slope(idx head) const {

@@ -39,6 +39,14 @@ struct window {
     return j >= p - left || j < sink_keys;
   }
 
+  /// Rows of [q0, q1) that see key j: p(i) ≥ j − right, and p(i) ≤ j + left unless j is a sink.
+  key_span query_span(const head_ctx& c, idx j, idx q0, idx q1) const {
+    const idx offset = c.aligned(0, alignment);  // p(i) = i + offset
+    const idx lo = j - right - offset;
+    const idx hi = j < sink_keys ? q1 : j + left - offset + 1;
+    return intersect({lo, hi}, {q0, q1});
+  }
+
   tile_kind classify(const head_ctx& c, idx q0, idx q1, idx k0, idx k1) const {
     const idx first = c.aligned(q0, alignment), last = c.aligned(q1 - 1, alignment);
     // Every row sees the tile's last key and, through the band or the sinks, its first one.

@@ -11,6 +11,10 @@
 //   static constexpr bool has_bias;                              adds a logit bias?
 //   float logit_bias(const head_ctx&, idx i, idx j) const;            that bias (ALiBi, bias tensor)
 //
+//   key_span query_span(const head_ctx&, idx j, idx q0, idx q1) const;
+//                                                               optional: the rows of [q0,q1) that
+//                                                               see key j, when they form one range
+//                                                               (lets partial tiles mask by ranges)
 //   void prepare(const detail::problem_shape&);                 optional: precompute, on the
 //                                                               kernel's own copy of the pattern
 // Patterns know nothing about SIMD or score functions; combine.hpp intersects them.

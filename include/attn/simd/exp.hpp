@@ -8,8 +8,8 @@
 // and for −inf; +inf above 88.72.
 //
 // exp2(x): the softmax kernels work in base 2 (the scale folded with log2 e into Q), so the hot
-// loop needs 2^x for x ≤ 0 only: n = round(x) with x clamped to ≥ −127 (2^−127 is built as
-// exactly 0), f = x − n ∈ [−½, ½] exact, 2^f by a degree-6 polynomial. ~1 ulp.
+// loop needs 2^x, mostly for x ≤ 0: n = round(x), f = x − n ∈ [−½, ½] exact, 2^f by a degree-6
+// polynomial, then p·2^n (one vscalefps on AVX-512). ~1 ulp; exactly 0 for x ≤ −150 and −inf.
 #pragma once
 
 #include <limits>
@@ -51,7 +51,8 @@ template <class V>
 inline V exp2(const V& x) {
   using A = typename std::conditional_t<std::is_same_v<V, float>, std::type_identity<scalar>,
                                         std::type_identity<typename V::arch_type>>::type;
-  const V xc = min(max(x, splat<A>(-127.0f)), splat<A>(127.0f));
+  // −160 keeps round() and the subtraction finite for x = −inf, and 2^−160 scales to 0.
+  const V xc = min(max(x, splat<A>(-160.0f)), splat<A>(127.0f));
   const V n = round(xc);
   const V f = xc - n;
   // 2^f = e^(f·ln2), Taylor coefficients ln2^k/k!.
@@ -62,7 +63,7 @@ inline V exp2(const V& x) {
   p = fma(p, f, splat<A>(2.4022650695910071e-1f));
   p = fma(p, f, splat<A>(6.9314718055994531e-1f));
   p = fma(p, f, splat<A>(1.0f));
-  return p * pow2i(n);
+  return scale2(p, n);
 }
 
 }  // namespace attn::simd

@@ -106,6 +106,17 @@ inline xsimd::batch<float, A> pow2i(const xsimd::batch<float, A>& n) {
 #endif
 }
 
+/// p · 2^n for n a float holding an integer ≤ 127 (n ≤ −127 gives exactly 0 for |p| < 2).
+/// AVX-512 has it as one instruction (vscalefps); elsewhere it is a multiply by pow2i.
+inline float scale2(float p, float n) { return p * pow2i(max(n, -127.0f)); }
+template <class A>
+inline xsimd::batch<float, A> scale2(const xsimd::batch<float, A>& p, const xsimd::batch<float, A>& n) {
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A>)
+    return _mm512_scalef_ps(p, n);
+  else
+    return p * pow2i(max(n, xsimd::batch<float, A>(-127.0f)));
+}
+
 // ---- horizontal reductions ------------------------------------------------------------------
 
 inline float reduce_add(float x) { return x; }

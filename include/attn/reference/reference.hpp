@@ -1,0 +1,4 @@
+// The double-precision references of attn: plain formulas, the oracles of the tests.
+#pragma once
+
+#include "attn/reference/softmax.hpp"

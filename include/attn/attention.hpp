@@ -24,10 +24,11 @@ namespace attn {
 namespace detail {
 
 template <class X>
-concept float_input = row_major_tensor<X, 4> && std::is_same_v<scalar_of<X>, float>;
+concept float_input = row_major_tensor<X, 4> && std::is_same_v < scalar_of<X>,
+float > ;
 template <class X>
-concept float_output = float_input<X> && !std::is_const_v<std::remove_pointer_t<decltype(
-                                             std::declval<X&>().data())>>;
+concept float_output =
+    float_input<X> && !std::is_const_v<std::remove_pointer_t<decltype(std::declval<X&>().data())>>;
 
 inline void check_lengths(std::span<const std::int32_t> lengths, const char* name, idx batch,
                           idx limit, const char* limit_name) {
@@ -37,8 +38,8 @@ inline void check_lengths(std::span<const std::int32_t> lengths, const char* nam
          " (batch)");
   for (std::size_t b = 0; b < lengths.size(); ++b)
     if (lengths[b] < 0 || lengths[b] > limit)
-      fail("options.", name, "[", b, "]=", lengths[b], " is outside [0, ", limit, "] (",
-           limit_name, ")");
+      fail("options.", name, "[", b, "]=", lengths[b], " is outside [0, ", limit, "] (", limit_name,
+           ")");
 }
 
 /// Validates the options against the shape; returns the logit scale.
@@ -53,9 +54,9 @@ inline float check_options(const options& opt, const problem_shape& s) {
     const idx want[3] = {s.batch, s.heads_q, s.seq_q};
     const char* what[3] = {"batch", "heads", "seq_q"};
     for (int d = 0; d < 3; ++d)
-      if (opt.lse->dimension(d) != want[d])
-        fail("lse.dim(", d, ")=", opt.lse->dimension(d), " does not match ", want[d], " (",
-             what[d], "; lse is [batch, heads_q, seq_q])");
+      if (opt.lse->dimension(static_cast<std::size_t>(d)) != want[d])
+        fail("lse.dim(", d, ")=", opt.lse->dimension(static_cast<std::size_t>(d)),
+             " does not match ", want[d], " (", what[d], "; lse is [batch, heads_q, seq_q])");
   }
   return scale;
 }
@@ -103,9 +104,10 @@ void attention(const Q& q, const K& k, const V& v, O& out, const Score& score = 
 template <class Arch = simd::default_arch, detail::float_input Q, detail::float_input K,
           detail::float_input V, detail::float_output O, class Score = softmax,
           class Pattern = dense>
-  requires(!std::is_lvalue_reference_v<O>)
-void attention(const Q& q, const K& k, const V& v, O&& out, const Score& score = {},
-               const Pattern& pattern = {}, const options& opt = {}) {
+requires(!std::is_lvalue_reference_v<O>) void attention(const Q& q, const K& k, const V& v, O&& out,
+                                                        const Score& score = {},
+                                                        const Pattern& pattern = {},
+                                                        const options& opt = {}) {
   attention<Arch>(q, k, v, out, score, pattern, opt);
 }
 

@@ -38,9 +38,10 @@ using plain_t = std::remove_cvref_t<X>;
 /// Anything with Eigen's tensor interface, of rank R, row-major: Tensor, TensorMap, const or not.
 template <class X, int R>
 concept row_major_tensor = requires(const X& x) {
-  { x.data() };
-  { x.dimension(0) };
-} && (plain_t<X>::NumIndices == R) && (static_cast<int>(plain_t<X>::Layout) == Eigen::RowMajor);
+  {x.data()};
+  {x.dimension(0)};
+}
+&&(plain_t<X>::NumIndices == R) && (static_cast<int>(plain_t<X>::Layout) == Eigen::RowMajor);
 
 template <class X>
 using scalar_of = std::remove_cv_t<typename plain_t<X>::Scalar>;
@@ -69,7 +70,9 @@ auto view_of(X&& x) {
   using T = std::remove_pointer_t<decltype(x.data())>;
   view4<T> v;
   v.data = x.data();
-  for (int i = 0; i < 4; ++i) v.dims[static_cast<std::size_t>(i)] = static_cast<std::ptrdiff_t>(x.dimension(i));
+  for (int i = 0; i < 4; ++i)
+    v.dims[static_cast<std::size_t>(i)] =
+        static_cast<std::ptrdiff_t>(x.dimension(static_cast<std::size_t>(i)));
   v.strides[3] = 1;
   for (int i = 2; i >= 0; --i) {
     const auto u = static_cast<std::size_t>(i);

@@ -51,8 +51,8 @@ struct prefill_args {
 /// Only tiles the pattern could not classify as full come here. Patterns whose visible rows per
 /// key form one range (band patterns) mask by ranges; the others are asked pair by pair.
 template <class Pattern>
-void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx queries, idx k0,
-                   idx keys, float bias_factor, float* st, idx ld) {
+void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx queries, idx k0, idx keys,
+                   float bias_factor, float* st, idx ld) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   for (idx j = 0; j < keys; ++j) {
     float* row = st + j * ld;
@@ -112,7 +112,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
       c.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
 
       const idx q0 = t * M;
-      const idx rows = std::min(M, s.seq_q - q0);             // rows of this tile in the tensor
+      const idx rows = std::min(M, s.seq_q - q0);               // rows of this tile in the tensor
       const idx live = std::clamp<idx>(c.seq_q - q0, 0, rows);  // rows inside the query length
 
       tile.begin(h);

@@ -12,8 +12,8 @@ namespace attn::detail {
 class aligned_floats {
  public:
   explicit aligned_floats(std::size_t count)
-      : data_(static_cast<float*>(::operator new[](round_up(count) * sizeof(float),
-                                                   std::align_val_t{64}))) {}
+      : data_(static_cast<float*>(
+            ::operator new[](round_up(count) * sizeof(float), std::align_val_t{64}))) {}
   float* get() const { return data_.get(); }
 
  private:

@@ -30,14 +30,12 @@ struct both {
     if (a == tile_kind::none) return a;
     return meet(a, second.classify(c, q0, q1, k0, k1));
   }
-  key_span query_span(const head_ctx& c, idx j, idx q0, idx q1) const
-    requires requires(const A& a, const B& b) {
-      a.query_span(c, j, q0, q1);
-      b.query_span(c, j, q0, q1);
-    }
-  {
-    return intersect(first.query_span(c, j, q0, q1), second.query_span(c, j, q0, q1));
+  key_span query_span(const head_ctx& c, idx j, idx q0, idx q1) const requires
+      requires(const A& a, const B& b) {
+    a.query_span(c, j, q0, q1);
+    b.query_span(c, j, q0, q1);
   }
+  { return intersect(first.query_span(c, j, q0, q1), second.query_span(c, j, q0, q1)); }
   bool visible(const head_ctx& c, idx i, idx j) const {
     return first.visible(c, i, j) && second.visible(c, i, j);
   }

@@ -25,7 +25,7 @@ struct broadcast4 {
     idx stride = 1;
     for (int d = 3; d >= 0; --d) {
       const auto u = static_cast<std::size_t>(d);
-      dims[u] = static_cast<idx>(x.dimension(d));
+      dims[u] = static_cast<idx>(x.dimension(u));
       strides[u] = dims[u] == 1 ? 0 : stride;
       stride *= dims[u];
     }
@@ -55,7 +55,7 @@ struct bias {
   detail::broadcast4<float> values;
 
   template <class X>
-    requires detail::row_major_tensor<X, 4>
+  requires detail::row_major_tensor<X, 4>
   explicit bias(const X& t) : values(t) {}
 
   void check(const detail::problem_shape& s) const { values.check("bias", s); }
@@ -75,7 +75,7 @@ struct mask {
   detail::broadcast4<bool> values;
 
   template <class X>
-    requires detail::row_major_tensor<X, 4>
+  requires detail::row_major_tensor<X, 4>
   explicit mask(const X& t) : values(t) {}
 
   void check(const detail::problem_shape& s) const { values.check("mask", s); }

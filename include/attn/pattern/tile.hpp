@@ -9,7 +9,8 @@
 //   tile_kind classify(const head_ctx&, idx q0, idx q1, idx k0, idx k1) const;
 //   bool visible(const head_ctx&, idx i, idx j) const;          the exact rule, one pair
 //   static constexpr bool has_bias;                              adds a logit bias?
-//   float logit_bias(const head_ctx&, idx i, idx j) const;            that bias (ALiBi, bias tensor)
+//   float logit_bias(const head_ctx&, idx i, idx j) const;            that bias (ALiBi, bias
+//   tensor)
 //
 //   key_span query_span(const head_ctx&, idx j, idx q0, idx q1) const;
 //                                                               optional: the rows of [q0,q1) that
@@ -47,11 +48,11 @@ enum class align {
 /// (options::key_lengths / query_lengths already applied).
 struct head_ctx {
   idx batch = 0;
-  idx head = 0;      ///< query head
-  idx kv_head = 0;   ///< the K/V head it reads (grouped-query attention)
-  idx heads = 0;     ///< number of query heads
-  idx seq_q = 0;     ///< effective query length of this batch
-  idx seq_k = 0;     ///< effective key length of this batch
+  idx head = 0;     ///< query head
+  idx kv_head = 0;  ///< the K/V head it reads (grouped-query attention)
+  idx heads = 0;    ///< number of query heads
+  idx seq_q = 0;    ///< effective query length of this batch
+  idx seq_k = 0;    ///< effective key length of this batch
 
   /// Key position of query i under an alignment.
   idx aligned(idx i, align a) const { return a == align::bottom_right ? i + seq_k - seq_q : i; }

@@ -19,8 +19,8 @@
 // LSE = −inf, sink or not: they are not rows of the problem.
 //
 // The patterns attn knows are restated here from their definitions, independently of their own
-// visible()/bias() members (those are what this file checks); a pattern type unknown to this
-// file falls back to its own visible()/bias().
+// visible()/logit_bias() members (those are what this file checks); a pattern type unknown to
+// this file falls back to its own visible()/logit_bias().
 #pragma once
 
 #include <algorithm>
@@ -145,7 +145,7 @@ inline double logit_term(const mask& m, const pair_ctx& c, idx i, idx j) {
   return broadcast_at(m.values.data, m.values.dims, c.batch, c.head, i, j) != 0.0 ? 0.0 : neg_inf;
 }
 
-/// A pattern this file does not know: its own visible() and bias() (on a prepared copy).
+/// A pattern this file does not know: its own visible() and logit_bias() (on a prepared copy).
 template <class P>
 double logit_term(const P& p, const pair_ctx& c, idx i, idx j) {
   head_ctx h;

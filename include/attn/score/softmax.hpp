@@ -99,7 +99,8 @@ struct softmax_tile {
       const int lane0 = v * L;
       const V old_max = simd::load<A>(max + lane0);
       V tile_max = neg_inf;
-      for (idx j = 0; j < keys; ++j) tile_max = simd::max(tile_max, simd::load<A>(st + j * M + lane0));
+      for (idx j = 0; j < keys; ++j)
+        tile_max = simd::max(tile_max, simd::load<A>(st + j * M + lane0));
       const V new_max = simd::max(old_max, tile_max);
       // A row that has seen nothing yet keeps max = −inf; subtract 0 instead so that masked
       // logits (−inf) give weight 0 and never −inf − (−inf) = NaN.

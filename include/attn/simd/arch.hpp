@@ -46,6 +46,18 @@ struct arch_traits<scalar> {
 template <class A>
 using vec = typename detail::arch_traits<A>::vec;
 
+/// The arch of a register type: arch_of<vec<A>> is A.
+template <class V>
+struct arch_of {
+  using type = typename V::arch_type;
+};
+template <>
+struct arch_of<float> {
+  using type = scalar;
+};
+template <class V>
+using arch_of_t = typename arch_of<V>::type;
+
 /// Floats per register.
 template <class A>
 inline constexpr int lanes = static_cast<int>(detail::arch_traits<A>::lanes);

@@ -20,8 +20,7 @@ namespace attn::simd {
 
 template <class V>
 inline V exp(const V& x) {
-  using A = typename std::conditional_t<std::is_same_v<V, float>, std::type_identity<scalar>,
-                                        std::type_identity<typename V::arch_type>>::type;
+  using A = arch_of_t<V>;
   constexpr float log2e = 1.44269504088896341f;
   constexpr float ln2_hi = 0.693145751953125f;  // 11 significant bits: n·ln2_hi exact for |n|≤128
   constexpr float ln2_lo = 1.42860682030941723212e-6f;
@@ -49,8 +48,7 @@ inline V exp(const V& x) {
 
 template <class V>
 inline V exp2(const V& x) {
-  using A = typename std::conditional_t<std::is_same_v<V, float>, std::type_identity<scalar>,
-                                        std::type_identity<typename V::arch_type>>::type;
+  using A = arch_of_t<V>;
   // −160 keeps round() and the subtraction finite for x = −inf, and 2^−160 scales to 0.
   const V xc = min(max(x, splat<A>(-160.0f)), splat<A>(127.0f));
   const V n = round(xc);

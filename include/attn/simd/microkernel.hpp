@@ -45,7 +45,7 @@ struct tile_shape<xsimd::avx512bw> : tile_shape<xsimd::avx512f> {};
 
 /// Queries per tile for arch A.
 template <class A>
-inline constexpr int tile_queries = lanes<A> * tile_shape<A>::query_vectors;
+inline constexpr int tile_queries = lanes<A>* tile_shape<A>::query_vectors;
 
 namespace detail {
 
@@ -110,7 +110,8 @@ template <int Max, class F>
 inline void with_rows(int n, F&& f) {
   [&]<int... R>(std::integer_sequence<int, R...>) {
     ((n == R + 1 ? (f.template operator()<R + 1>(), 0) : 0), ...);
-  }(std::make_integer_sequence<int, Max - 1>{});
+  }
+  (std::make_integer_sequence<int, Max - 1>{});
 }
 
 }  // namespace detail
@@ -123,7 +124,8 @@ inline void scores_tile(const float* qt, std::ptrdiff_t head_dim, const float* k
                         std::ptrdiff_t k_stride, std::ptrdiff_t keys, float* st) {
   constexpr int R = tile_shape<A>::rows, M = tile_queries<A>;
   std::ptrdiff_t j = 0;
-  for (; j + R <= keys; j += R) detail::scores_block<A, R>(qt, head_dim, k + j * k_stride, k_stride, st + j * M);
+  for (; j + R <= keys; j += R)
+    detail::scores_block<A, R>(qt, head_dim, k + j * k_stride, k_stride, st + j * M);
   detail::with_rows<R>(static_cast<int>(keys - j), [&]<int Rows>() {
     detail::scores_block<A, Rows>(qt, head_dim, k + j * k_stride, k_stride, st + j * M);
   });

@@ -18,6 +18,7 @@
 #define ATTN_GCC12_UNDEFINED_WORKAROUND 1
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace attn::simd {
@@ -60,13 +61,15 @@ inline xsimd::batch<float, A> fma(const xsimd::batch<float, A>& a, const xsimd::
 
 inline float max(float a, float b) { return a > b ? a : b; }
 template <class A>
-inline xsimd::batch<float, A> max(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b) {
+inline xsimd::batch<float, A> max(const xsimd::batch<float, A>& a,
+                                  const xsimd::batch<float, A>& b) {
   return xsimd::max(a, b);
 }
 
 inline float min(float a, float b) { return a < b ? a : b; }
 template <class A>
-inline xsimd::batch<float, A> min(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b) {
+inline xsimd::batch<float, A> min(const xsimd::batch<float, A>& a,
+                                  const xsimd::batch<float, A>& b) {
   return xsimd::min(a, b);
 }
 
@@ -87,7 +90,8 @@ inline xsimd::batch<float, A> round(const xsimd::batch<float, A>& x) {
 inline float select(bool take_x, float x, float y) { return take_x ? x : y; }
 template <class A>
 inline xsimd::batch<float, A> select(const xsimd::batch_bool<float, A>& take_x,
-                                     const xsimd::batch<float, A>& x, const xsimd::batch<float, A>& y) {
+                                     const xsimd::batch<float, A>& x,
+                                     const xsimd::batch<float, A>& y) {
   return xsimd::select(take_x, x, y);
 }
 
@@ -110,7 +114,8 @@ inline xsimd::batch<float, A> pow2i(const xsimd::batch<float, A>& n) {
 /// AVX-512 has it as one instruction (vscalefps); elsewhere it is a multiply by pow2i.
 inline float scale2(float p, float n) { return p * pow2i(max(n, -127.0f)); }
 template <class A>
-inline xsimd::batch<float, A> scale2(const xsimd::batch<float, A>& p, const xsimd::batch<float, A>& n) {
+inline xsimd::batch<float, A> scale2(const xsimd::batch<float, A>& p,
+                                     const xsimd::batch<float, A>& n) {
   if constexpr (std::is_base_of_v<xsimd::avx512f, A>)
     return _mm512_scalef_ps(p, n);
   else

@@ -115,7 +115,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
       const idx rows = std::min(M, s.seq_q - q0);               // rows of this tile in the tensor
       const idx live = std::clamp<idx>(c.seq_q - q0, 0, rows);  // rows inside the query length
 
-      tile.begin(h);
+      tile.begin(c);
       std::fill(ot, ot + Dv * M, 0.0f);
       if (live > 0) {
         // Qᵀ, scaled, zero-padded to M columns.

@@ -67,9 +67,9 @@ struct softmax_tile {
   /// What a pattern's additive bias (natural-log units) is multiplied by.
   static constexpr float bias_factor() { return log2e; }
 
-  void begin(idx head) {
+  void begin(const head_ctx& c) {
     const bool sink = !params.sinks.empty();
-    const float m0 = sink ? params.sinks[static_cast<std::size_t>(head)] * log2e
+    const float m0 = sink ? params.sinks[static_cast<std::size_t>(c.head)] * log2e
                           : -std::numeric_limits<float>::infinity();
     for (int i = 0; i < M; ++i) {
       max[i] = m0;

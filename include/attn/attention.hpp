@@ -15,6 +15,7 @@
 #include "attn/kernel/prefill.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/dense.hpp"
+#include "attn/score/sigmoid.hpp"
 #include "attn/score/softmax.hpp"
 #include "attn/simd/arch.hpp"
 #include "attn/tensor.hpp"

@@ -12,6 +12,7 @@
 #include "attn/pattern/dense.hpp"
 #include "attn/pattern/tensor_mask.hpp"
 #include "attn/pattern/tile.hpp"
+#include "attn/score/sigmoid.hpp"
 #include "attn/score/softmax.hpp"
 #include "attn/simd.hpp"
 #include "attn/tensor.hpp"

@@ -120,7 +120,8 @@ problem_shape check_qkvo(const view4<TQ>& q, const view4<TK>& k, const view4<TV>
   require_equal_dim("out", o, 1, "q", q, 1);
   require_equal_dim("out", o, 2, "q", q, 2);
   require_equal_dim("out", o, 3, "v", v, 3);
-  if (q.head_dim() == 0 && q.size() != 0) fail("q.dim(3)=0 (head_dim) must be positive");
+  if (q.head_dim() == 0 && q.batch() * q.seq() * q.heads() != 0)
+    fail("q.dim(3)=0 (head_dim) must be positive");
   problem_shape s;
   s.batch = q.batch();
   s.seq_q = q.seq();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -34,6 +35,11 @@ namespace attn::detail {
 /// Keys per key tile: Sᵀ (keys × queries floats) stays in L1 beside the streamed Qᵀ/Pᵀ rows.
 template <class A>
 inline constexpr idx key_tile = 64;
+
+/// Query tiles per work item that share each K/V tile fetch: 4 × 64 queries on AVX-512, whose
+/// Qᵀ and Oᵀ (≤ 256 KiB at head_dim 128) stay in the 1 MiB L2.
+template <class A>
+inline constexpr idx query_block = 4;
 
 /// Everything the loop reads, validated.
 struct prefill_args {
@@ -75,34 +81,55 @@ void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx querie
   }
 }
 
+/// One query tile of a work item: its rows, its packed Qᵀ, its accumulator Oᵀ, its score state.
+template <class ScoreTile>
+struct query_tile {
+  ScoreTile score;
+  float* qt = nullptr;  // Qᵀ [head_dim × M], scaled, zero-padded
+  float* ot = nullptr;  // Oᵀ [head_dim_v × M]
+  idx q0 = 0;           // first row
+  idx rows = 0;         // rows of the tile inside the tensor
+  idx live = 0;         // rows inside the batch's query length (the others are written as 0)
+  key_span keys{};      // keys the pattern lets these rows see
+};
+
 /// Runs the fused loop for arch A, kernel-side score type ScoreTile and a pattern.
+///
+/// A work item is a block of query_block consecutive query tiles of one (batch, head). Key
+/// tiles are the outer loop inside it, so each K and V tile is fetched from memory (and V
+/// packed) once for the whole block and then reused from L1/L2 by every query tile of it.
 template <class A, class ScoreTile, class Score, class Pattern>
 void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) {
   constexpr idx M = simd::tile_queries<A>;
   constexpr idx NK = key_tile<A>;
+  constexpr idx G = query_block<A>;
   const problem_shape& s = a.shape;
   const idx D = s.head_dim, Dv = s.head_dim_v;
-  const idx q_tiles = (s.seq_q + M - 1) / M;
-  const idx items = s.batch * s.heads_q * q_tiles;
+  const idx blocks = (s.seq_q + G * M - 1) / (G * M);
+  const idx heads = s.batch * s.heads_q;
+  const idx items = heads * blocks;
   if (items == 0) return;
   const int workers = static_cast<int>(std::min<idx>(a.workers, items));
 
   std::atomic<idx> next{0};
   auto body = [&](int) {
-    aligned_floats buffer(static_cast<std::size_t>((D + NK + Dv) * M + NK * Dv));
-    float* qt = buffer.get();
-    float* st = qt + D * M;
-    float* ot = st + NK * M;
-    float* vt = ot + Dv * M;  // the V tile, rows packed contiguously
-    ScoreTile tile(score, a.scale);
-    const float q_factor = tile.q_factor();
+    aligned_floats buffer(static_cast<std::size_t>(G * (D + Dv) * M + NK * M + NK * Dv));
+    std::array<std::optional<query_tile<ScoreTile>>, G> tiles;
+    for (idx g = 0; g < G; ++g) {
+      auto& qt = tiles[static_cast<std::size_t>(g)].emplace(
+          query_tile<ScoreTile>{ScoreTile(score, a.scale)});
+      qt.qt = buffer.get() + g * (D + Dv) * M;
+      qt.ot = qt.qt + D * M;
+    }
+    float* st = buffer.get() + G * (D + Dv) * M;  // Sᵀ / Pᵀ of the tile being processed
+    float* vt = st + NK * M;                      // the V tile, rows packed contiguously
+    const float q_factor = tiles[0]->score.q_factor();
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      // Heaviest first: under causal-style patterns later query tiles see more keys, so hand
+      // Heaviest first: under causal-style patterns later query blocks see more keys, so hand
       // them out before the light ones and let the light ones fill the gaps.
-      const idx t = q_tiles - 1 - item / (s.batch * s.heads_q);
-      const idx bh = item % (s.batch * s.heads_q);
-      const idx b = bh / s.heads_q, h = bh % s.heads_q;
+      const idx block = blocks - 1 - item / heads;
+      const idx b = (item % heads) / s.heads_q, h = (item % heads) % s.heads_q;
       head_ctx c;
       c.batch = b;
       c.head = h;
@@ -111,47 +138,68 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
       c.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
       c.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
 
-      const idx q0 = t * M;
-      const idx rows = std::min(M, s.seq_q - q0);               // rows of this tile in the tensor
-      const idx live = std::clamp<idx>(c.seq_q - q0, 0, rows);  // rows inside the query length
-
-      tile.begin(c);
-      std::fill(ot, ot + Dv * M, 0.0f);
-      if (live > 0) {
-        // Qᵀ, scaled, zero-padded to M columns.
-        std::fill(qt, qt + D * M, 0.0f);
-        for (idx i = 0; i < live; ++i) {
-          const float* qrow = a.q.row(b, q0 + i, h);
-          for (idx d = 0; d < D; ++d) qt[d * M + i] = qrow[d] * q_factor;
+      key_span all_keys{c.seq_k, 0};  // union of the tiles' key ranges
+      for (auto& slot : tiles) {
+        query_tile<ScoreTile>& t = *slot;
+        t.q0 = block * G * M + (&slot - tiles.data()) * M;
+        t.rows = std::clamp<idx>(s.seq_q - t.q0, 0, M);
+        t.live = std::clamp<idx>(c.seq_q - t.q0, 0, t.rows);
+        t.score.begin(c);
+        std::fill(t.ot, t.ot + Dv * M, 0.0f);
+        t.keys = {};
+        if (t.live == 0) continue;
+        std::fill(t.qt, t.qt + D * M, 0.0f);
+        for (idx i = 0; i < t.live; ++i) {
+          const float* qrow = a.q.row(b, t.q0 + i, h);
+          for (idx d = 0; d < D; ++d) t.qt[d * M + i] = qrow[d] * q_factor;
         }
-        const key_span ks = intersect(pattern.keys(c, q0, q0 + live), {0, c.seq_k});
-        for (idx k0 = ks.begin; k0 < ks.end; k0 += NK) {
-          const idx k1 = std::min(k0 + NK, ks.end);
-          const tile_kind kind = pattern.classify(c, q0, q0 + live, k0, k1);
+        t.keys = intersect(pattern.keys(c, t.q0, t.q0 + t.live), {0, c.seq_k});
+        if (t.keys.empty()) continue;
+        all_keys = {std::min(all_keys.begin, t.keys.begin), std::max(all_keys.end, t.keys.end)};
+      }
+
+      for (idx k0 = all_keys.begin; k0 < all_keys.end; k0 += NK) {
+        const idx k1 = std::min(k0 + NK, all_keys.end);
+        bool v_packed = false;
+        for (auto& slot : tiles) {
+          query_tile<ScoreTile>& t = *slot;
+          // This tile's part of the key tile.
+          const key_span part = intersect({k0, k1}, t.keys);
+          if (part.empty()) continue;
+          const tile_kind kind = pattern.classify(c, t.q0, t.q0 + t.live, part.begin, part.end);
           if (kind == tile_kind::none) continue;
-          simd::scores_tile<A>(qt, D, a.k.row(b, k0, c.kv_head), a.k.strides[1], k1 - k0, st);
-          tile.transform(st, k1 - k0);
-          if (Pattern::has_bias || kind == tile_kind::partial)
-            apply_pattern(pattern, c, q0, live, k0, k1 - k0, ScoreTile::bias_factor(), st, M);
-          tile.weigh(st, k1 - k0);
-          // V rows sit heads·head_dim_v apart in the tensor: at power-of-two strides the walk
-          // down one tile's rows hits a handful of L1 sets and evicts itself. Packed, the tile
-          // is one contiguous block that stays in L1 for all of its column blocks.
-          for (idx j = k0; j < k1; ++j) {
-            const float* vrow = a.v.row(b, j, c.kv_head);
-            std::copy(vrow, vrow + Dv, vt + (j - k0) * Dv);
+          if (!v_packed) {
+            // V rows sit heads·head_dim_v apart in the tensor: at power-of-two strides the
+            // walk down one tile's rows hits a handful of L1 sets and evicts itself. Packed,
+            // the tile is one contiguous block that stays in L1 for all its column blocks.
+            for (idx j = k0; j < k1; ++j) {
+              const float* vrow = a.v.row(b, j, c.kv_head);
+              std::copy(vrow, vrow + Dv, vt + (j - k0) * Dv);
+            }
+            v_packed = true;
           }
-          simd::accumulate_tile<A>(st, k1 - k0, vt, Dv, Dv, tile.alpha, ot);
+          const idx n = part.end - part.begin;
+          simd::scores_tile<A>(t.qt, D, a.k.row(b, part.begin, c.kv_head), a.k.strides[1], n, st);
+          t.score.transform(st, n);
+          if (Pattern::has_bias || kind == tile_kind::partial)
+            apply_pattern(pattern, c, t.q0, t.live, part.begin, n, ScoreTile::bias_factor(), st, M);
+          t.score.weigh(st, n);
+          simd::accumulate_tile<A>(st, n, vt + (part.begin - k0) * Dv, Dv, Dv, t.score.alpha, t.ot);
         }
       }
-      for (idx i = 0; i < rows; ++i) {
-        float* orow = a.out.row(b, q0 + i, h);
-        const bool in_length = i < live;
-        const float f = in_length ? tile.output_factor(static_cast<int>(i)) : 0.0f;
-        for (idx e = 0; e < Dv; ++e) orow[e] = ot[e * M + i] * f;
-        if (a.lse)
-          a.lse[(b * s.heads_q + h) * s.seq_q + q0 + i] =
-              in_length ? tile.lse(static_cast<int>(i)) : -std::numeric_limits<float>::infinity();
+
+      for (auto& slot : tiles) {
+        const query_tile<ScoreTile>& t = *slot;
+        for (idx i = 0; i < t.rows; ++i) {
+          float* orow = a.out.row(b, t.q0 + i, h);
+          const bool in_length = i < t.live;
+          const float f = in_length ? t.score.output_factor(static_cast<int>(i)) : 0.0f;
+          for (idx e = 0; e < Dv; ++e) orow[e] = t.ot[e * M + i] * f;
+          if (a.lse)
+            a.lse[(b * s.heads_q + h) * s.seq_q + t.q0 + i] =
+                in_length ? t.score.lse(static_cast<int>(i))
+                          : -std::numeric_limits<float>::infinity();
+        }
       }
     }
   };

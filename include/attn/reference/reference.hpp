@@ -1,4 +1,5 @@
 // The double-precision references of attn: plain formulas, the oracles of the tests.
 #pragma once
 
+#include "attn/reference/sigmoid.hpp"
 #include "attn/reference/softmax.hpp"

@@ -1,0 +1,300 @@
+// Bad input to attn::attention: an attn::error whose message names the offending tensor or
+// parameter and its values, thrown before anything is written — the output and the LSE buffer
+// keep the sentinel they were filled with.
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <attn/attn.hpp>
+
+namespace {
+
+using attn::idx;
+using tensor = attn::tensor4<float>;
+using bool_tensor = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
+
+constexpr float out_sentinel = 12345.0f;
+constexpr float lse_sentinel = -54321.0f;
+
+// The valid problem every case starts from: B = 2, Nq = 5, Nk = 7, Hq = 4, Hkv = 2, D = 8,
+// Dv = 6 (distinct numbers, so that a message can be checked for the values it names).
+constexpr idx B = 2, NQ = 5, NK = 7, HQ = 4, HKV = 2, D = 8, DV = 6;
+
+tensor filled(idx b, idx s, idx h, idx d, float value) {
+  tensor t(b, s, h, d);
+  t.setConstant(value);
+  return t;
+}
+
+struct call {
+  tensor q = filled(B, NQ, HQ, D, 0.5f);
+  tensor k = filled(B, NK, HKV, D, 0.25f);
+  tensor v = filled(B, NK, HKV, DV, 1.0f);
+  tensor out = filled(B, NQ, HQ, DV, out_sentinel);
+  attn::lse_tensor lse = attn::lse_tensor(B, HQ, NQ);
+  attn::softmax score{};
+  attn::options opt{};
+  bool with_lse = true;
+};
+
+bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; }
+
+/// `token` occurs in `text` as a whole word or number: "k" matches "k.dim(0)=3" but not
+/// "keys", "3" matches "=3 " but not "13", "-3" or "3.5".
+bool has_token(const std::string& text, const std::string& token) {
+  const bool number = !token.empty() && (std::isdigit(static_cast<unsigned char>(token[0])) != 0);
+  for (std::size_t at = text.find(token); at != std::string::npos; at = text.find(token, at + 1)) {
+    const std::size_t end = at + token.size();
+    if (at > 0 &&
+        (is_word_char(text[at - 1]) || (number && (text[at - 1] == '-' || text[at - 1] == '.'))))
+      continue;
+    if (end < text.size() && is_word_char(text[end])) continue;
+    if (number && end + 1 < text.size() && text[end] == '.' &&
+        std::isdigit(static_cast<unsigned char>(text[end + 1])) != 0)
+      continue;
+    return true;
+  }
+  return false;
+}
+
+/// Runs the call, expects attn::error naming every token, and the buffers untouched.
+template <class Pattern = attn::dense>
+void expect_rejected(call c, const std::vector<std::string>& tokens, const Pattern& pattern = {}) {
+  c.lse.setConstant(lse_sentinel);
+  if (c.with_lse) c.opt.lse = attn::lse_map(c.lse.data(), c.lse.dimensions());
+  try {
+    attn::attention(c.q, c.k, c.v, c.out, c.score, pattern, c.opt);
+    ADD_FAILURE() << "no attn::error thrown";
+  } catch (const attn::error& e) {
+    const std::string message = e.what();
+    for (const std::string& token : tokens)
+      EXPECT_TRUE(has_token(message, token)) << "message \"" << message << "\" lacks " << token;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw something else than attn::error: " << e.what();
+  }
+  idx out_changed = 0, lse_changed = 0;
+  for (idx n = 0; n < c.out.size(); ++n) out_changed += c.out.data()[n] != out_sentinel;
+  for (idx n = 0; n < c.lse.size(); ++n) lse_changed += c.lse.data()[n] != lse_sentinel;
+  EXPECT_EQ(out_changed, 0) << "elements of out written before the error";
+  EXPECT_EQ(lse_changed, 0) << "elements of lse written before the error";
+}
+
+TEST(AttentionErrors, TheValidCallRuns) {
+  call c;
+  c.opt.lse = attn::lse_map(c.lse.data(), c.lse.dimensions());
+  attn::attention(c.q, c.k, c.v, c.out, c.score, attn::causal{}, c.opt);
+  EXPECT_FLOAT_EQ(c.out(1, 4, 3, 5), 1.0f);  // V = 1: every visible row averages to 1
+  EXPECT_TRUE(std::isfinite(c.lse(1, 3, 4)));
+}
+
+TEST(AttentionErrors, IsAnInvalidArgument) {
+  call c;
+  c.k = filled(3, NK, HKV, D, 0.0f);
+  EXPECT_THROW(attn::attention(c.q, c.k, c.v, c.out), std::invalid_argument);
+}
+
+TEST(AttentionErrors, KeyShape) {
+  {
+    SCOPED_TRACE("k batch");
+    call c;
+    c.k = filled(3, NK, HKV, D, 0.0f);
+    expect_rejected(c, {"k", "3", "2"});
+  }
+  {
+    SCOPED_TRACE("k sequence != v sequence");
+    call c;
+    c.k = filled(B, 9, HKV, D, 0.0f);
+    expect_rejected(c, {"k", "v", "9", "7"});
+  }
+  {
+    SCOPED_TRACE("k heads != v heads");
+    call c;
+    c.k = filled(B, NK, 1, D, 0.0f);
+    expect_rejected(c, {"k", "v", "1", "2"});
+  }
+  {
+    SCOPED_TRACE("k head_dim");
+    call c;
+    c.k = filled(B, NK, HKV, 9, 0.0f);
+    expect_rejected(c, {"k", "q", "9", "8"});
+  }
+}
+
+TEST(AttentionErrors, ValueShape) {
+  {
+    SCOPED_TRACE("v batch");
+    call c;
+    c.v = filled(3, NK, HKV, DV, 0.0f);
+    expect_rejected(c, {"v", "3", "2"});
+  }
+  {
+    SCOPED_TRACE("v sequence");
+    call c;
+    c.v = filled(B, 9, HKV, DV, 0.0f);
+    expect_rejected(c, {"v", "9", "7"});
+  }
+  {
+    SCOPED_TRACE("v heads");
+    call c;
+    c.v = filled(B, NK, 1, DV, 0.0f);
+    expect_rejected(c, {"v", "1", "2"});
+  }
+}
+
+TEST(AttentionErrors, OutputShape) {
+  const std::vector<std::vector<idx>> wrong = {
+      {3, NQ, HQ, DV}, {B, 6, HQ, DV}, {B, NQ, 3, DV}, {B, NQ, HQ, 8}};
+  const std::vector<std::vector<std::string>> tokens = {
+      {"out", "3", "2"}, {"out", "6", "5"}, {"out", "3", "4"}, {"out", "8", "6"}};
+  for (std::size_t n = 0; n < wrong.size(); ++n) {
+    SCOPED_TRACE("out case " + std::to_string(n));
+    call c;
+    c.out = filled(wrong[n][0], wrong[n][1], wrong[n][2], wrong[n][3], out_sentinel);
+    c.with_lse = false;
+    expect_rejected(c, tokens[n]);
+  }
+}
+
+TEST(AttentionErrors, HeadsNotDivisible) {
+  call c;
+  c.k = filled(B, NK, 3, D, 0.0f);
+  c.v = filled(B, NK, 3, DV, 0.0f);
+  expect_rejected(c, {"k", "3", "4"});
+}
+
+TEST(AttentionErrors, MaskAndBiasShapes) {
+  {
+    SCOPED_TRACE("mask keys");
+    bool_tensor m(B, HQ, NQ, NK + 1);
+    m.setConstant(true);
+    expect_rejected(call{}, {"mask", "8", "7"}, attn::mask{m});
+  }
+  {
+    SCOPED_TRACE("mask batch");
+    bool_tensor m(3, 1, NQ, NK);
+    m.setConstant(true);
+    expect_rejected(call{}, {"mask", "3", "2"}, attn::mask{m});
+  }
+  {
+    SCOPED_TRACE("mask in a combination");
+    bool_tensor m(1, 1, NQ + 1, NK);
+    m.setConstant(true);
+    expect_rejected(call{}, {"mask", "6", "5"}, attn::causal{} & attn::mask{m});
+  }
+  {
+    SCOPED_TRACE("bias heads");
+    const tensor t = filled(1, 3, NQ, NK, 0.0f);
+    expect_rejected(call{}, {"bias", "3", "4"}, attn::bias{t});
+  }
+  {
+    SCOPED_TRACE("bias queries");
+    const tensor t = filled(B, HQ, 6, NK, 0.0f);
+    expect_rejected(call{}, {"bias", "6", "5"}, attn::bias{t});
+  }
+}
+
+TEST(AttentionErrors, PatternParameters) {
+  attn::window w;
+  w.left = -1;
+  expect_rejected(call{}, {"left", "-1"}, w);
+  w.left = 4;
+  w.right = -2;
+  expect_rejected(call{}, {"right", "-2"}, w);
+  w.right = 0;
+  w.sink_keys = -3;
+  expect_rejected(call{}, {"sink_keys", "-3"}, w);
+  const std::vector<float> slopes = {0.5f, 0.25f, 0.125f};
+  attn::alibi a;
+  a.slopes = slopes;
+  expect_rejected(call{}, {"slopes", "3", "4"}, a);
+}
+
+TEST(AttentionErrors, Lengths) {
+  const std::vector<std::int32_t> three = {1, 1, 1}, too_long = {NK, NK + 1}, negative = {-1, 2};
+  const std::vector<std::int32_t> one = {1}, too_many = {NQ + 1, 0}, negative_q = {0, -3};
+  {
+    call c;
+    c.opt.key_lengths = three;
+    expect_rejected(c, {"key_lengths", "3", "2"});
+  }
+  {
+    call c;
+    c.opt.key_lengths = too_long;
+    expect_rejected(c, {"key_lengths", "8", "7"});
+  }
+  {
+    call c;
+    c.opt.key_lengths = negative;
+    expect_rejected(c, {"key_lengths", "-1"});
+  }
+  {
+    call c;
+    c.opt.query_lengths = one;
+    expect_rejected(c, {"query_lengths", "1", "2"});
+  }
+  {
+    call c;
+    c.opt.query_lengths = too_many;
+    expect_rejected(c, {"query_lengths", "6", "5"});
+  }
+  {
+    call c;
+    c.opt.query_lengths = negative_q;
+    expect_rejected(c, {"query_lengths", "-3"});
+  }
+}
+
+TEST(AttentionErrors, ScoreParameters) {
+  const std::vector<float> sinks = {0.0f, 1.0f, 2.0f};
+  {
+    call c;
+    c.score.sinks = sinks;
+    expect_rejected(c, {"sinks", "3", "4"});
+  }
+  {
+    call c;
+    c.score.softcap = -1.0f;
+    expect_rejected(c, {"softcap", "-1"});
+  }
+  {
+    call c;
+    c.score.softcap = std::numeric_limits<float>::quiet_NaN();
+    expect_rejected(c, {"softcap"});
+  }
+  {
+    call c;
+    c.opt.scale = std::numeric_limits<float>::quiet_NaN();
+    expect_rejected(c, {"scale"});
+  }
+  {
+    call c;
+    c.opt.scale = std::numeric_limits<float>::infinity();
+    expect_rejected(c, {"scale"});
+  }
+}
+
+TEST(AttentionErrors, LseShape) {
+  const std::vector<std::vector<idx>> wrong = {{3, HQ, NQ}, {B, 3, NQ}, {B, HQ, 6}, {B, NQ, HQ}};
+  const std::vector<std::vector<std::string>> tokens = {
+      {"lse", "3", "2"}, {"lse", "3", "4"}, {"lse", "6", "5"}, {"lse", "5", "4"}};
+  for (std::size_t n = 0; n < wrong.size(); ++n) {
+    SCOPED_TRACE("lse case " + std::to_string(n));
+    call c;
+    c.lse = attn::lse_tensor(wrong[n][0], wrong[n][1], wrong[n][2]);
+    expect_rejected(c, tokens[n]);
+  }
+}
+
+TEST(AttentionErrors, Threads) {
+  call c;
+  c.opt.threads = -1;
+  expect_rejected(c, {"threads", "-1"});
+}
+
+}  // namespace

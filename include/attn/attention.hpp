@@ -55,8 +55,8 @@ inline float check_options(const options& opt, const problem_shape& s) {
     const idx want[3] = {s.batch, s.heads_q, s.seq_q};
     const char* what[3] = {"batch", "heads", "seq_q"};
     for (int d = 0; d < 3; ++d)
-      if (opt.lse->dimension(static_cast<std::size_t>(d)) != want[d])
-        fail("lse.dim(", d, ")=", opt.lse->dimension(static_cast<std::size_t>(d)),
+      if (opt.lse->dimensions()[static_cast<std::size_t>(d)] != want[d])
+        fail("lse.dim(", d, ")=", opt.lse->dimensions()[static_cast<std::size_t>(d)],
              " does not match ", want[d], " (", what[d], "; lse is [batch, heads_q, seq_q])");
   }
   return scale;

@@ -23,11 +23,11 @@ void merge(OA& out_a, LA& lse_a, const OB& out_b, const LB& lse_b) {
   for (int d = 0; d < 4; ++d) detail::require_equal_dim("out_b", b, d, "out_a", a, d);
   const idx want[3] = {a.dims[0], a.dims[2], a.dims[1]};
   for (int d = 0; d < 3; ++d) {
-    if (lse_a.dimension(static_cast<std::size_t>(d)) != want[d])
-      detail::fail("lse_a.dim(", d, ")=", lse_a.dimension(static_cast<std::size_t>(d)),
+    if (lse_a.dimensions()[static_cast<std::size_t>(d)] != want[d])
+      detail::fail("lse_a.dim(", d, ")=", lse_a.dimensions()[static_cast<std::size_t>(d)],
                    " does not match ", want[d], " (lse is [batch, heads, seq_q])");
-    if (lse_b.dimension(static_cast<std::size_t>(d)) != want[d])
-      detail::fail("lse_b.dim(", d, ")=", lse_b.dimension(static_cast<std::size_t>(d)),
+    if (lse_b.dimensions()[static_cast<std::size_t>(d)] != want[d])
+      detail::fail("lse_b.dim(", d, ")=", lse_b.dimensions()[static_cast<std::size_t>(d)],
                    " does not match ", want[d], " (lse is [batch, heads, seq_q])");
   }
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();

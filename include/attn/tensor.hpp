@@ -72,7 +72,7 @@ auto view_of(X&& x) {
   v.data = x.data();
   for (int i = 0; i < 4; ++i)
     v.dims[static_cast<std::size_t>(i)] =
-        static_cast<std::ptrdiff_t>(x.dimension(static_cast<std::size_t>(i)));
+        static_cast<std::ptrdiff_t>(x.dimensions()[static_cast<std::size_t>(i)]);
   v.strides[3] = 1;
   for (int i = 2; i >= 0; --i) {
     const auto u = static_cast<std::size_t>(i);

@@ -25,7 +25,7 @@ struct broadcast4 {
     idx stride = 1;
     for (int d = 3; d >= 0; --d) {
       const auto u = static_cast<std::size_t>(d);
-      dims[u] = static_cast<idx>(x.dimension(u));
+      dims[u] = static_cast<idx>(x.dimensions()[u]);
       strides[u] = dims[u] == 1 ? 0 : stride;
       stride *= dims[u];
     }

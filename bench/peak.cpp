@@ -1,0 +1,109 @@
+// The machine's limits, measured in the same run as the kernels they are compared with:
+//   peak/fma/threads:<n>        fp32 FMA throughput (counter GFLOPS, 2 FLOPs per lane per FMA)
+//   peak/bandwidth/threads:<n>  read bandwidth from a buffer far larger than the last-level
+//                               cache (counter GBps = bytes/s / 1e9)
+// for one thread and for all hardware threads (aggregate over the threads). Both use attn's
+// own SIMD layer at the arch the bench is compiled for, so they are the ceilings of that build.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "attn/simd/ops.hpp"
+#include "common.hpp"
+#include "fma_chains.hpp"
+
+namespace {
+
+using arch = attn::simd::default_arch;
+using vec = attn::simd::vec<arch>;
+constexpr int lanes = attn::simd::lanes<arch>;
+
+// ---- FMA throughput -------------------------------------------------------------------------
+
+constexpr long rounds_per_iteration = 8192;
+
+void fma_peak(benchmark::State& state) {
+  // Opaque to the compiler: it cannot fold or precompute the chains.
+  float mul = 0.9999999f, add = 1e-7f;
+  benchmark::DoNotOptimize(mul);
+  benchmark::DoNotOptimize(add);
+  float sink = 0.0f;
+  for (auto _ : state) sink += attn_bench::fma_chains<arch>::run(rounds_per_iteration, mul, add);
+  benchmark::DoNotOptimize(sink);
+  attn_bench::set_gflops(state, attn_bench::fma_chains<arch>::flops_per_round *
+                                    static_cast<double>(rounds_per_iteration));
+}
+
+// ---- read bandwidth -------------------------------------------------------------------------
+
+/// Bytes read per pass: 1 GiB, or ATTN_BENCH_BANDWIDTH_MIB mebibytes. Zen 4's L3 is 32 MiB.
+std::size_t buffer_bytes() {
+  static const std::size_t bytes = [] {
+    std::size_t mib = 1024;
+    if (const char* env = std::getenv("ATTN_BENCH_BANDWIDTH_MIB"))
+      mib = std::max<std::size_t>(64, static_cast<std::size_t>(std::strtoull(env, nullptr, 10)));
+    return mib << 20;
+  }();
+  return bytes;
+}
+
+/// The buffer, allocated and written once (so every page is mapped), shared by all threads.
+const float* buffer() {
+  static const float* data = [] {
+    auto* p = static_cast<float*>(::operator new (buffer_bytes(), std::align_val_t{64}));
+    std::fill(p, p + buffer_bytes() / sizeof(float), 1.0f);
+    return p;  // lives until exit
+  }();
+  return data;
+}
+
+void read_bandwidth(benchmark::State& state) {
+  constexpr int unroll = 8;  // independent sums: hide the add latency behind the loads
+  constexpr std::size_t step = static_cast<std::size_t>(unroll * lanes);
+  const std::size_t floats = buffer_bytes() / sizeof(float);
+  const auto threads = static_cast<std::size_t>(state.threads());
+  const auto index = static_cast<std::size_t>(state.thread_index());
+  // Each thread streams its own contiguous share.
+  const std::size_t share = floats / threads / step * step;
+  const float* begin = buffer() + index * share;
+
+  for (auto _ : state) {
+    vec sum[unroll];
+#pragma GCC unroll 16
+    for (int u = 0; u < unroll; ++u) sum[u] = attn::simd::splat<arch>(0.0f);
+    for (std::size_t i = 0; i < share; i += step) {
+#pragma GCC unroll 16
+      for (int u = 0; u < unroll; ++u)
+        sum[u] = sum[u] + attn::simd::load<arch>(begin + i + static_cast<std::size_t>(u * lanes));
+    }
+    vec total = sum[0];
+    for (int u = 1; u < unroll; ++u) total = total + sum[u];
+    float lane[lanes];
+    attn::simd::store<arch>(lane, total);
+    benchmark::DoNotOptimize(lane);
+  }
+
+  const double bytes = static_cast<double>(share * sizeof(float));
+  state.counters["GBps"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * bytes * 1e-9, benchmark::Counter::kIsRate);
+}
+
+[[maybe_unused]] const bool registered = [] {
+  const int all = attn_bench::all_threads();
+  auto* f = benchmark::RegisterBenchmark("peak/fma", fma_peak)->UseRealTime()->Threads(1);
+  auto* b = benchmark::RegisterBenchmark("peak/bandwidth", read_bandwidth)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->Threads(1);
+  if (all > 1) {
+    f->Threads(all);
+    b->Threads(all);
+  }
+  return true;
+}();
+
+}  // namespace

@@ -13,55 +13,15 @@
 
 #include <attn/attn.hpp>
 
+#include "support/bad_input.hpp"
+
 namespace {
 
 using attn::idx;
-using tensor = attn::tensor4<float>;
 using bool_tensor = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
 
-constexpr float out_sentinel = 12345.0f;
-constexpr float lse_sentinel = -54321.0f;
-
-// The valid problem every case starts from: B = 2, Nq = 5, Nk = 7, Hq = 4, Hkv = 2, D = 8,
-// Dv = 6 (distinct numbers, so that a message can be checked for the values it names).
-constexpr idx B = 2, NQ = 5, NK = 7, HQ = 4, HKV = 2, D = 8, DV = 6;
-
-tensor filled(idx b, idx s, idx h, idx d, float value) {
-  tensor t(b, s, h, d);
-  t.setConstant(value);
-  return t;
-}
-
-struct call {
-  tensor q = filled(B, NQ, HQ, D, 0.5f);
-  tensor k = filled(B, NK, HKV, D, 0.25f);
-  tensor v = filled(B, NK, HKV, DV, 1.0f);
-  tensor out = filled(B, NQ, HQ, DV, out_sentinel);
-  attn::lse_tensor lse = attn::lse_tensor(B, HQ, NQ);
-  attn::softmax score{};
-  attn::options opt{};
-  bool with_lse = true;
-};
-
-bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; }
-
-/// `token` occurs in `text` as a whole word or number: "k" matches "k.dim(0)=3" but not
-/// "keys", "3" matches "=3 " but not "13", "-3" or "3.5".
-bool has_token(const std::string& text, const std::string& token) {
-  const bool number = !token.empty() && (std::isdigit(static_cast<unsigned char>(token[0])) != 0);
-  for (std::size_t at = text.find(token); at != std::string::npos; at = text.find(token, at + 1)) {
-    const std::size_t end = at + token.size();
-    if (at > 0 &&
-        (is_word_char(text[at - 1]) || (number && (text[at - 1] == '-' || text[at - 1] == '.'))))
-      continue;
-    if (end < text.size() && is_word_char(text[end])) continue;
-    if (number && end + 1 < text.size() && text[end] == '.' &&
-        std::isdigit(static_cast<unsigned char>(text[end + 1])) != 0)
-      continue;
-    return true;
-  }
-  return false;
-}
+using namespace attn::test::bad_input;
+using call = attn::test::bad_input::call<attn::softmax>;
 
 /// Runs the call, expects attn::error naming every token, and the buffers untouched.
 template <class Pattern = attn::dense>

@@ -12,45 +12,14 @@
 #include <attn/attn.hpp>
 #include <attn/reference/sigmoid.hpp>
 
+#include "support/bad_input.hpp"
+
 namespace {
 
 using attn::idx;
-using tensor = attn::tensor4<float>;
 
-constexpr float out_sentinel = 12345.0f;
-constexpr float lse_sentinel = -54321.0f;
-
-// A valid problem: B = 2, Nq = 5, Nk = 7, Hq = 4, Hkv = 2, D = 8, Dv = 6.
-constexpr idx B = 2, NQ = 5, NK = 7, HQ = 4, HKV = 2, D = 8, DV = 6;
-
-tensor filled(idx b, idx s, idx h, idx d, float value) {
-  tensor t(b, s, h, d);
-  t.setConstant(value);
-  return t;
-}
-
-struct call {
-  tensor q = filled(B, NQ, HQ, D, 0.5f);
-  tensor k = filled(B, NK, HKV, D, 0.25f);
-  tensor v = filled(B, NK, HKV, DV, 1.0f);
-  tensor out = filled(B, NQ, HQ, DV, out_sentinel);
-  attn::lse_tensor lse = attn::lse_tensor(B, HQ, NQ);
-  attn::sigmoid score{};
-  attn::options opt{};
-};
-
-bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; }
-
-/// `token` occurs in `text` not glued to a word character: "3" matches "=3 " but not "13".
-bool has_token(const std::string& text, const std::string& token) {
-  for (std::size_t at = text.find(token); at != std::string::npos; at = text.find(token, at + 1)) {
-    const std::size_t end = at + token.size();
-    if (at > 0 && is_word_char(text[at - 1]) && is_word_char(token.front())) continue;
-    if (end < text.size() && is_word_char(text[end]) && is_word_char(token.back())) continue;
-    return true;
-  }
-  return false;
-}
+using namespace attn::test::bad_input;
+using call = attn::test::bad_input::call<attn::sigmoid>;
 
 /// Runs the call, expects attn::error naming every token, and out and lse untouched; the
 /// reference (when `reference_too`) must throw attn::error as well.

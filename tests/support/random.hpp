@@ -38,4 +38,28 @@ inline double max_abs_diff(const tensor4<float>& a,
   return worst;
 }
 
+using bool_tensor4 = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
+
+/// A [b, h, nq, nk] float bias in [−2, 2] with ~10% −inf, and row 0 of (0, 0) all −inf (a row
+/// that sees nothing).
+inline tensor4<float> random_bias(std::mt19937& rng, Eigen::Index b, Eigen::Index h,
+                                  Eigen::Index nq, Eigen::Index nk) {
+  tensor4<float> t = random_tensor(rng, b, h, nq, nk, -2.0f, 2.0f);
+  std::bernoulli_distribution hidden(0.1);
+  for (Eigen::Index n = 0; n < t.size(); ++n)
+    if (hidden(rng)) t.data()[n] = -std::numeric_limits<float>::infinity();
+  for (Eigen::Index j = 0; j < nk; ++j) t(0, 0, 0, j) = -std::numeric_limits<float>::infinity();
+  return t;
+}
+
+/// A [b, h, nq, nk] mask, visible with probability p, with row 0 of (0, 0) all false.
+inline bool_tensor4 random_mask(std::mt19937& rng, Eigen::Index b, Eigen::Index h, Eigen::Index nq,
+                                Eigen::Index nk, double p = 0.7) {
+  bool_tensor4 m(b, h, nq, nk);
+  std::bernoulli_distribution visible(p);
+  for (Eigen::Index n = 0; n < m.size(); ++n) m.data()[n] = visible(rng);
+  for (Eigen::Index j = 0; j < nk; ++j) m(0, 0, 0, j) = false;
+  return m;
+}
+
 }  // namespace attn::test

@@ -19,61 +19,36 @@
 #include <attn/attn.hpp>
 #include <attn/reference/sigmoid.hpp>
 
-#include "support/arch.hpp"
-#include "support/random.hpp"
+#include "support/kernel_check.hpp"
 
 namespace {
 
 using attn::idx;
-using tensor = attn::tensor4<float>;
+using attn::test::expect_close;
+using attn::test::kernel_result;
+using attn::test::make_problem;
+using attn::test::problem;
+using attn::test::run_kernel;
+using attn::test::shape;
+using attn::test::tensor;
+using attn::test::tolerance;
 using bool_tensor = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
-constexpr double tolerance = 2e-5;
 constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
-struct problem {
-  tensor q, k, v;
-  idx batch() const { return q.dimension(0); }
-  idx seq_q() const { return q.dimension(1); }
-  idx seq_k() const { return k.dimension(1); }
-  idx heads() const { return q.dimension(2); }
-};
-
-struct shape {
-  idx batch, seq_q, seq_k, heads_q, heads_kv, head_dim, head_dim_v;
-};
-
-std::ostream& operator<<(std::ostream& os, const shape& s) {
-  return os << "B" << s.batch << "_Nq" << s.seq_q << "_Nk" << s.seq_k << "_H" << s.heads_q << "x"
-            << s.heads_kv << "_D" << s.head_dim << "_Dv" << s.head_dim_v;
-}
-
-problem make_problem(const shape& s, unsigned seed) {
-  std::mt19937 rng(seed);
-  problem p;
-  p.q = attn::test::random_tensor(rng, s.batch, s.seq_q, s.heads_q, s.head_dim);
-  p.k = attn::test::random_tensor(rng, s.batch, s.seq_k, s.heads_kv, s.head_dim);
-  p.v = attn::test::random_tensor(rng, s.batch, s.seq_k, s.heads_kv, s.head_dim_v);
-  return p;
-}
-
-/// The kernel's output, pre-filled with NaN so that an unwritten element shows.
+// In this file a score written `{}` means sigmoid.
 template <class Pattern = attn::dense>
-tensor run_kernel(const problem& p, const attn::sigmoid& score = {}, const Pattern& pattern = {},
-                  const attn::options& opt = {}) {
-  tensor out(p.batch(), p.seq_q(), p.heads(), p.v.dimension(3));
-  out.setConstant(std::numeric_limits<float>::quiet_NaN());
-  attn::attention<attn::test::arch>(p.q, p.k, p.v, out, score, pattern, opt);
-  return out;
+tensor sigmoid_output(const problem& p, const attn::sigmoid& score = {},
+                      const Pattern& pattern = {}, const attn::options& opt = {}) {
+  return attn::test::kernel_output(p, score, pattern, opt);
 }
 
 template <class Pattern = attn::dense>
-attn::reference::result expect_matches_reference(const problem& p, const attn::sigmoid& score = {},
-                                                 const Pattern& pattern = {},
-                                                 const attn::options& opt = {},
-                                                 double tol = tolerance) {
-  attn::reference::result want = attn::reference::attention(p.q, p.k, p.v, score, pattern, opt);
+attn::reference::result expect_sigmoid_matches(const problem& p, const attn::sigmoid& score = {},
+                                               const Pattern& pattern = {},
+                                               const attn::options& opt = {},
+                                               double tol = tolerance) {
+  attn::reference::result want = attn::test::expect_matches_reference(p, score, pattern, opt, tol);
   EXPECT_EQ(want.lse.size(), 0);  // sigmoid defines no log-sum-exp
-  EXPECT_LE(attn::test::max_abs_diff(run_kernel(p, score, pattern, opt), want.out), tol);
   return want;
 }
 
@@ -87,35 +62,16 @@ TEST_P(SigmoidShapes, DenseAndCausalMatchReference) {
       make_problem(s, static_cast<unsigned>(s.seq_q * 7919 + s.seq_k * 31 + s.head_dim));
   {
     SCOPED_TRACE("dense");
-    expect_matches_reference(p);
+    expect_sigmoid_matches(p);
   }
   {
     SCOPED_TRACE("causal");
-    expect_matches_reference(p, {}, attn::causal{});
+    expect_sigmoid_matches(p, {}, attn::causal{});
   }
 }
 
-// batch, Nq, Nk, Hq, Hkv, D, Dv. Each of 1, 3, 17, 64, 1000 appears as Nq and as Nk, with
-// Nq < Nk and Nq > Nk; every head_dim of the design; GQA 8:2 and 8:1. Smaller than softmax's
-// sweep (the same loop runs both): the long sequences come with one batch and few heads.
-INSTANTIATE_TEST_SUITE_P(
-    Sweep, SigmoidShapes,
-    ::testing::Values(shape{2, 1, 1, 8, 2, 64, 64}, shape{1, 1, 1000, 8, 2, 128, 128},
-                      shape{2, 3, 17, 8, 1, 40, 40}, shape{2, 17, 3, 8, 2, 72, 72},
-                      shape{1, 17, 64, 8, 2, 80, 80}, shape{1, 64, 17, 8, 1, 96, 96},
-                      shape{1, 64, 64, 3, 3, 112, 112}, shape{1, 3, 1000, 8, 2, 256, 256},
-                      shape{1, 1000, 3, 8, 1, 256, 256}, shape{1, 1000, 1000, 1, 1, 8, 8},
-                      shape{1, 1000, 64, 2, 2, 40, 40}, shape{1, 64, 1000, 4, 2, 64, 64},
-                      shape{2, 1, 17, 8, 8, 8, 8},
-                      // V head_dim != Q head_dim
-                      shape{1, 17, 17, 8, 2, 64, 40}, shape{1, 64, 3, 8, 2, 8, 72},
-                      shape{1, 1, 64, 8, 1, 128, 16}, shape{1, 17, 1000, 8, 1, 256, 64},
-                      shape{2, 3, 3, 8, 1, 80, 96}),
-    [](const ::testing::TestParamInfo<shape>& param) {
-      std::ostringstream name;
-      name << param.param;
-      return name.str();
-    });
+INSTANTIATE_TEST_SUITE_P(Sweep, SigmoidShapes, ::testing::ValuesIn(attn::test::shape_sweep()),
+                         attn::test::shape_name);
 
 // ---- patterns -----------------------------------------------------------------------------------
 
@@ -176,16 +132,16 @@ TEST(SigmoidPatterns, DenseCausalAndWindows) {
   for (const geometry& g : geometries) {
     SCOPED_TRACE(describe(g));
     const problem p = make_problem(g);
-    expect_matches_reference(p);
-    expect_matches_reference(p, {}, attn::causal{attn::align::top_left});
-    expect_matches_reference(p, {}, attn::causal{});
+    expect_sigmoid_matches(p);
+    expect_sigmoid_matches(p, {}, attn::causal{attn::align::top_left});
+    expect_sigmoid_matches(p, {}, attn::causal{});
     // Bottom-right with Nq > Nk: the first Nq − Nk rows see nothing and are exactly zero.
-    const tensor got = run_kernel(p, {}, attn::causal{});
+    const tensor got = sigmoid_output(p, {}, attn::causal{});
     EXPECT_EQ(nonzero_rows(got, [&](idx, idx i, idx) { return i < g.seq_q - g.seq_k; }), 0);
     for (const attn::window& w : windows) {
       SCOPED_TRACE("window left=" + std::to_string(w.left) + " right=" + std::to_string(w.right) +
                    " sinks=" + std::to_string(w.sink_keys));
-      expect_matches_reference(p, {}, w);
+      expect_sigmoid_matches(p, {}, w);
     }
   }
 }
@@ -204,11 +160,11 @@ TEST(SigmoidPatterns, KeyAndQueryLengths) {
         attn::options opt;
         opt.key_lengths = keys;
         opt.query_lengths = queries;
-        expect_matches_reference(p, {}, attn::dense{}, opt);
-        expect_matches_reference(p, {}, attn::causal{}, opt);
-        expect_matches_reference(p, {}, make_window(7, 2, attn::align::top_left, 2), opt);
+        expect_sigmoid_matches(p, {}, attn::dense{}, opt);
+        expect_sigmoid_matches(p, {}, attn::causal{}, opt);
+        expect_sigmoid_matches(p, {}, make_window(7, 2, attn::align::top_left, 2), opt);
         // Batches with no keys and padded query rows: exactly zero.
-        const tensor got = run_kernel(p, {}, attn::causal{}, opt);
+        const tensor got = sigmoid_output(p, {}, attn::causal{}, opt);
         EXPECT_EQ(nonzero_rows(got,
                                [&](idx b, idx i, idx) {
                                  const auto bb = static_cast<std::size_t>(b);
@@ -219,24 +175,8 @@ TEST(SigmoidPatterns, KeyAndQueryLengths) {
   }
 }
 
-/// A [b, h, nq, nk] float bias in [−2, 2] with ~10% −inf, and row 0 of (0, 0) all −inf.
-tensor random_bias(std::mt19937& rng, idx b, idx h, idx nq, idx nk) {
-  tensor t = attn::test::random_tensor(rng, b, h, nq, nk, -2.0f, 2.0f);
-  std::bernoulli_distribution hidden(0.1);
-  for (idx n = 0; n < t.size(); ++n)
-    if (hidden(rng)) t.data()[n] = neg_inf;
-  for (idx j = 0; j < nk; ++j) t(0, 0, 0, j) = neg_inf;
-  return t;
-}
-
-/// A [b, h, nq, nk] mask, visible with probability p, with row 0 of (0, 0) all false.
-bool_tensor random_mask(std::mt19937& rng, idx b, idx h, idx nq, idx nk, double p = 0.7) {
-  bool_tensor m(b, h, nq, nk);
-  std::bernoulli_distribution visible(p);
-  for (idx n = 0; n < m.size(); ++n) m.data()[n] = visible(rng);
-  for (idx j = 0; j < nk; ++j) m(0, 0, 0, j) = false;
-  return m;
-}
+using attn::test::random_bias;
+using attn::test::random_mask;
 
 TEST(SigmoidPatterns, BiasTensorAndBoolMask) {
   std::mt19937 rng(5);
@@ -246,19 +186,20 @@ TEST(SigmoidPatterns, BiasTensorAndBoolMask) {
     // Query 0 of batch 0, head 0 sees nothing under either: exactly zero.
     auto first_row = [](idx b, idx i, idx h) { return b == 0 && i == 0 && h == 0; };
     const tensor full = random_bias(rng, p.batch(), p.heads(), g.seq_q, g.seq_k);
-    expect_matches_reference(p, {}, attn::bias{full});
-    EXPECT_EQ(nonzero_rows(run_kernel(p, {}, attn::bias{full}), first_row), 0);
+    expect_sigmoid_matches(p, {}, attn::bias{full});
+    EXPECT_EQ(nonzero_rows(sigmoid_output(p, {}, attn::bias{full}), first_row), 0);
     const tensor broadcast = random_bias(rng, 1, 1, g.seq_q, g.seq_k);
-    expect_matches_reference(p, {}, attn::bias{broadcast});
+    expect_sigmoid_matches(p, {}, attn::bias{broadcast});
     const bool_tensor m = random_mask(rng, p.batch(), 1, g.seq_q, g.seq_k);
-    expect_matches_reference(p, {}, attn::mask{m});
-    EXPECT_EQ(nonzero_rows(run_kernel(p, {}, attn::mask{m}), first_row), 0);
+    expect_sigmoid_matches(p, {}, attn::mask{m});
+    EXPECT_EQ(nonzero_rows(sigmoid_output(p, {}, attn::mask{m}), first_row), 0);
     // Sparse masks leave whole tiles empty; an all-false mask leaves every row empty.
     const bool_tensor sparse = random_mask(rng, 1, p.heads(), g.seq_q, g.seq_k, 0.02);
-    expect_matches_reference(p, {}, attn::mask{sparse});
+    expect_sigmoid_matches(p, {}, attn::mask{sparse});
     const bool_tensor none = random_mask(rng, 1, 1, g.seq_q, g.seq_k, 0.0);
-    EXPECT_EQ(nonzero_rows(run_kernel(p, {}, attn::mask{none}), [](idx, idx, idx) { return true; }),
-              0);
+    EXPECT_EQ(
+        nonzero_rows(sigmoid_output(p, {}, attn::mask{none}), [](idx, idx, idx) { return true; }),
+        0);
   }
 }
 
@@ -267,23 +208,23 @@ TEST(SigmoidPatterns, AlibiAndCombinations) {
   for (const geometry& g : geometries) {
     SCOPED_TRACE(describe(g));
     const problem p = make_problem(g);
-    expect_matches_reference(p, {}, attn::alibi{});
+    expect_sigmoid_matches(p, {}, attn::alibi{});
     std::vector<float> user(static_cast<std::size_t>(p.heads()));
     std::uniform_real_distribution<float> slope(0.0f, 1.0f);
     for (float& s : user) s = slope(rng);
     attn::alibi custom;
     custom.slopes = user;
     custom.alignment = attn::align::top_left;
-    expect_matches_reference(p, {}, custom);
-    expect_matches_reference(p, {}, attn::causal{} & attn::alibi{});
+    expect_sigmoid_matches(p, {}, custom);
+    expect_sigmoid_matches(p, {}, attn::causal{} & attn::alibi{});
     const bool_tensor m = random_mask(rng, 1, p.heads(), g.seq_q, g.seq_k);
-    expect_matches_reference(p, {}, make_window(20, 5) & attn::mask{m});
+    expect_sigmoid_matches(p, {}, make_window(20, 5) & attn::mask{m});
     const tensor t = random_bias(rng, p.batch(), 1, g.seq_q, g.seq_k);
-    expect_matches_reference(p, {}, attn::causal{attn::align::top_left} & attn::bias{t});
+    expect_sigmoid_matches(p, {}, attn::causal{attn::align::top_left} & attn::bias{t});
     const std::vector<std::int32_t> keys = {static_cast<std::int32_t>(g.seq_k / 2 + 1), 0};
     attn::options opt;
     opt.key_lengths = keys;
-    expect_matches_reference(p, {}, attn::causal{} & attn::alibi{} & attn::mask{m}, opt);
+    expect_sigmoid_matches(p, {}, attn::causal{} & attn::alibi{} & attn::mask{m}, opt);
   }
 }
 
@@ -302,9 +243,9 @@ TEST(SigmoidScore, ScalarHeadAndDefaultBias) {
       SCOPED_TRACE(score.bias                ? "bias " + std::to_string(*score.bias)
                    : score.head_bias.empty() ? "default bias"
                                              : "head_bias");
-      expect_matches_reference(p, score);
-      expect_matches_reference(p, score, attn::causal{} & attn::alibi{});
-      expect_matches_reference(p, score, make_window(9, 0), lengths);
+      expect_sigmoid_matches(p, score);
+      expect_sigmoid_matches(p, score, attn::causal{} & attn::alibi{});
+      expect_sigmoid_matches(p, score, make_window(9, 0), lengths);
     }
   }
 }
@@ -321,24 +262,24 @@ TEST(SigmoidScore, DefaultBiasIsMinusLogOfTheEffectiveKeyLength) {
   const attn::sigmoid explicit_bias{.bias = -std::log(static_cast<float>(length))};
   for (const bool causal : {false, true}) {
     SCOPED_TRACE(causal ? "causal" : "dense");
-    const tensor by_default =
-        causal ? run_kernel(p, {}, attn::causal{}, opt) : run_kernel(p, {}, attn::dense{}, opt);
-    const tensor by_hand = causal ? run_kernel(p, explicit_bias, attn::causal{}, opt)
-                                  : run_kernel(p, explicit_bias, attn::dense{}, opt);
+    const tensor by_default = causal ? sigmoid_output(p, {}, attn::causal{}, opt)
+                                     : sigmoid_output(p, {}, attn::dense{}, opt);
+    const tensor by_hand = causal ? sigmoid_output(p, explicit_bias, attn::causal{}, opt)
+                                  : sigmoid_output(p, explicit_bias, attn::dense{}, opt);
     EXPECT_LE(attn::test::max_abs_diff(by_default, by_hand.cast<double>()), 1e-6);
     // ... and differs from β = −ln Nk.
     const attn::sigmoid full_length{.bias = -std::log(100.0f)};
-    const tensor other = causal ? run_kernel(p, full_length, attn::causal{}, opt)
-                                : run_kernel(p, full_length, attn::dense{}, opt);
+    const tensor other = causal ? sigmoid_output(p, full_length, attn::causal{}, opt)
+                                : sigmoid_output(p, full_length, attn::dense{}, opt);
     EXPECT_GT(attn::test::max_abs_diff(by_default, other.cast<double>()), 1e-3);
   }
   // Two batches of different lengths: each gets its own β.
   const std::vector<std::int32_t> mixed = {10, 90};
   opt.key_lengths = mixed;
-  const tensor got = run_kernel(p, {}, attn::dense{}, opt);
+  const tensor got = sigmoid_output(p, {}, attn::dense{}, opt);
   for (std::size_t b = 0; b < 2; ++b) {
     const attn::sigmoid beta{.bias = -std::log(static_cast<float>(mixed[b]))};
-    const tensor want = run_kernel(p, beta, attn::dense{}, opt);
+    const tensor want = sigmoid_output(p, beta, attn::dense{}, opt);
     const Eigen::array<Eigen::Index, 4> offsets = {static_cast<Eigen::Index>(b), 0, 0, 0};
     const Eigen::array<Eigen::Index, 4> extents = {1, p.seq_q(), p.heads(), p.v.dimension(3)};
     const tensor got_b = got.slice(offsets, extents);
@@ -354,15 +295,15 @@ TEST(SigmoidScore, SoftcapAndScale) {
       SCOPED_TRACE(describe(g) + " softcap " + std::to_string(cap));
       attn::options opt;
       opt.scale = 2.0f;  // logits up to ~±10: the cap bites
-      expect_matches_reference(p, attn::sigmoid{.softcap = cap}, attn::dense{}, opt);
-      expect_matches_reference(p, attn::sigmoid{.bias = -1.0f, .softcap = cap},
-                               attn::causal{} & attn::alibi{}, opt);
+      expect_sigmoid_matches(p, attn::sigmoid{.softcap = cap}, attn::dense{}, opt);
+      expect_sigmoid_matches(p, attn::sigmoid{.bias = -1.0f, .softcap = cap},
+                             attn::causal{} & attn::alibi{}, opt);
     }
     for (float scale : {0.05f, -0.7f, 3.0f}) {
       SCOPED_TRACE(describe(g) + " scale " + std::to_string(scale));
       attn::options opt;
       opt.scale = scale;
-      expect_matches_reference(p, {}, attn::causal{}, opt);
+      expect_sigmoid_matches(p, {}, attn::causal{}, opt);
     }
   }
 }
@@ -382,15 +323,15 @@ TEST(SigmoidScore, HugeLogitsStayFiniteAndCorrect) {
     SCOPED_TRACE("scale " + std::to_string(scale));
     attn::options opt;
     opt.scale = scale;
-    const auto want = expect_matches_reference(p, {}, attn::dense{}, opt);
+    const auto want = expect_sigmoid_matches(p, {}, attn::dense{}, opt);
     double largest = 0;
     for (idx n = 0; n < want.out.size(); ++n)
       largest = std::max(largest, std::abs(want.out.data()[n]));
     EXPECT_GT(largest, 1.0);  // many weights are 1: the logits are as large as intended
-    expect_matches_reference(p, {}, attn::causal{} & attn::alibi{}, opt);
+    expect_sigmoid_matches(p, {}, attn::causal{} & attn::alibi{}, opt);
     // softcap 32 keeps the logits exact (the kernel multiplies Q by scale / softcap = ±32).
-    expect_matches_reference(p, attn::sigmoid{.bias = 2.0f, .softcap = 32.0f}, attn::causal{}, opt);
-    expect_matches_reference(p, {}, attn::bias{huge_bias}, opt);
+    expect_sigmoid_matches(p, attn::sigmoid{.bias = 2.0f, .softcap = 32.0f}, attn::causal{}, opt);
+    expect_sigmoid_matches(p, {}, attn::bias{huge_bias}, opt);
   }
 }
 
@@ -414,7 +355,7 @@ TEST(SigmoidProperties, WeightsAreTheElementwiseFormula) {
   const float beta[2] = {-1.5f, 0.75f};
   const attn::sigmoid score{.head_bias = beta};
   const auto pattern = attn::causal{attn::align::top_left} & attn::mask{m};
-  const tensor got = run_kernel(p, score, pattern);
+  const tensor got = sigmoid_output(p, score, pattern);
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   idx visible = 0, hidden_nonzero = 0;
   double worst = 0;
@@ -453,7 +394,7 @@ TEST(SigmoidProperties, ExtremeLogits) {
   p.v.setConstant(1.0f);
   attn::options opt;
   opt.scale = 1.0f;
-  const tensor got = run_kernel(p, attn::sigmoid{.bias = 0.0f}, attn::dense{}, opt);
+  const tensor got = sigmoid_output(p, attn::sigmoid{.bias = 0.0f}, attn::dense{}, opt);
   const float exact[6] = {1.0f, 0.0f, 0.5f, 1.0f, 0.0f, 1.0f};
   for (idx i = 0; i < 6; ++i) EXPECT_EQ(got(0, i, 0, 0), exact[i]) << "logit " << logits[i];
   for (idx i = 6; i < n; ++i) {
@@ -480,7 +421,7 @@ TEST(SigmoidProperties, ThreadCountsAgreeExactly) {
     SCOPED_TRACE("threads = " + std::to_string(threads));
     attn::options opt;
     opt.threads = threads;
-    tensor got = run_kernel(p, score, attn::causal{}, opt);
+    tensor got = sigmoid_output(p, score, attn::causal{}, opt);
     EXPECT_LE(attn::test::max_abs_diff(got, want.out), tolerance);
     if (threads == 1) {
       first = std::move(got);

@@ -14,34 +14,23 @@
 #include <attn/attn.hpp>
 #include <attn/reference/softmax.hpp>
 
-#include "support/arch.hpp"
-#include "support/random.hpp"
+#include "support/kernel_check.hpp"
 
 namespace {
 
 using attn::idx;
-using tensor = attn::tensor4<float>;
+using attn::test::expect_close;
+using attn::test::expect_matches_reference;
+using attn::test::kernel_output;
+using attn::test::kernel_result;
+using attn::test::make_problem;
+using attn::test::problem;
+using attn::test::run_kernel;
+using attn::test::shape;
+using attn::test::tensor;
+using attn::test::tolerance;
 using bool_tensor = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
-constexpr double tolerance = 2e-5;
 constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-
-struct problem {
-  tensor q, k, v;
-  idx batch() const { return q.dimension(0); }
-  idx seq_q() const { return q.dimension(1); }
-  idx seq_k() const { return k.dimension(1); }
-  idx heads() const { return q.dimension(2); }
-};
-
-problem make_problem(idx batch, idx seq_q, idx seq_k, idx heads_q, idx heads_kv, idx head_dim,
-                     idx head_dim_v, unsigned seed) {
-  std::mt19937 rng(seed);
-  problem p;
-  p.q = attn::test::random_tensor(rng, batch, seq_q, heads_q, head_dim);
-  p.k = attn::test::random_tensor(rng, batch, seq_k, heads_kv, head_dim);
-  p.v = attn::test::random_tensor(rng, batch, seq_k, heads_kv, head_dim_v);
-  return p;
-}
 
 /// Query/key lengths of the pattern tests: Nq < Nk, Nq > Nk, a single query or key, and
 /// lengths that are not multiples of any tile.
@@ -58,51 +47,6 @@ problem make_problem(const geometry& g, unsigned seed = 1) {
 
 std::string describe(const geometry& g) {
   return "Nq=" + std::to_string(g.seq_q) + " Nk=" + std::to_string(g.seq_k);
-}
-
-struct kernel_result {
-  tensor out;
-  attn::lse_tensor lse;
-};
-
-/// The kernel's output and LSE, both pre-filled with NaN so that an unwritten element shows.
-template <class Pattern = attn::dense>
-kernel_result run_kernel(const problem& p, const attn::softmax& score = {},
-                         const Pattern& pattern = {}, attn::options opt = {}) {
-  kernel_result r{tensor(p.batch(), p.seq_q(), p.heads(), p.v.dimension(3)),
-                  attn::lse_tensor(p.batch(), p.heads(), p.seq_q())};
-  r.out.setConstant(std::numeric_limits<float>::quiet_NaN());
-  r.lse.setConstant(std::numeric_limits<float>::quiet_NaN());
-  opt.lse = attn::lse_map(r.lse.data(), p.batch(), p.heads(), p.seq_q());
-  attn::attention<attn::test::arch>(p.q, p.k, p.v, r.out, score, pattern, opt);
-  return r;
-}
-
-/// Output within `tol` of the reference; LSE equal where the reference is −inf, else within
-/// `tol` relative to max(1, |LSE|).
-void expect_close(const kernel_result& got, const attn::reference::result& want,
-                  double tol = tolerance) {
-  EXPECT_LE(attn::test::max_abs_diff(got.out, want.out), tol);
-  idx wrong = 0, first = -1;
-  for (idx n = 0; n < want.lse.size(); ++n) {
-    const double g = static_cast<double>(got.lse.data()[n]), w = want.lse.data()[n];
-    const bool ok = std::isinf(w) ? g == w : std::abs(g - w) <= tol * std::max(1.0, std::abs(w));
-    if (!ok && wrong++ == 0) first = n;
-  }
-  EXPECT_EQ(wrong, 0) << "first wrong LSE at flat index " << first << ": "
-                      << (first >= 0 ? got.lse.data()[first] : 0.0f) << " vs "
-                      << (first >= 0 ? want.lse.data()[first] : 0.0);
-}
-
-template <class Pattern = attn::dense>
-attn::reference::result expect_matches_reference(const problem& p, const attn::softmax& score = {},
-                                                 const Pattern& pattern = {},
-                                                 const attn::options& opt = {},
-                                                 double tol = tolerance) {
-  const kernel_result got = run_kernel(p, score, pattern, opt);
-  attn::reference::result want = attn::reference::attention(p.q, p.k, p.v, score, pattern, opt);
-  expect_close(got, want, tol);
-  return want;
 }
 
 /// Rows of batch b, head h, query i that the reference says see nothing (no sink): the kernel
@@ -223,24 +167,8 @@ TEST(SoftmaxLengths, KeyAndQueryLengths) {
 
 // ---- tensor patterns ----------------------------------------------------------------------------
 
-/// A [b, h, nq, nk] float bias in [−2, 2] with ~10% −inf, and row 0 of (0, 0) all −inf.
-tensor random_bias(std::mt19937& rng, idx b, idx h, idx nq, idx nk) {
-  tensor t = attn::test::random_tensor(rng, b, h, nq, nk, -2.0f, 2.0f);
-  std::bernoulli_distribution hidden(0.1);
-  for (idx n = 0; n < t.size(); ++n)
-    if (hidden(rng)) t.data()[n] = neg_inf;
-  for (idx j = 0; j < nk; ++j) t(0, 0, 0, j) = neg_inf;
-  return t;
-}
-
-/// A [b, h, nq, nk] mask, ~70% true, with row 0 of (0, 0) all false.
-bool_tensor random_mask(std::mt19937& rng, idx b, idx h, idx nq, idx nk, double p = 0.7) {
-  bool_tensor m(b, h, nq, nk);
-  std::bernoulli_distribution visible(p);
-  for (idx n = 0; n < m.size(); ++n) m.data()[n] = visible(rng);
-  for (idx j = 0; j < nk; ++j) m(0, 0, 0, j) = false;
-  return m;
-}
+using attn::test::random_bias;
+using attn::test::random_mask;
 
 struct broadcast_dims {
   bool batch, heads;

@@ -8,6 +8,7 @@
 #include "attn/options.hpp"
 #include "attn/pattern/alibi.hpp"
 #include "attn/pattern/band.hpp"
+#include "attn/pattern/block_sparse.hpp"
 #include "attn/pattern/combine.hpp"
 #include "attn/pattern/dense.hpp"
 #include "attn/pattern/tensor_mask.hpp"

@@ -19,6 +19,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -55,11 +56,33 @@ struct prefill_args {
 
 /// Masks (−inf) and biases one partial tile of Sᵀ [keys × ld], rows = keys, columns = queries.
 /// Only tiles the pattern could not classify as full come here. Patterns whose visible rows per
-/// key form one range (band patterns) mask by ranges; the others are asked pair by pair.
+/// key form one range (band patterns) mask by ranges; patterns that can say which rows see each
+/// key of a whole tile at once (visible_rows: block-sparse layouts, whose visible() is a search)
+/// mask by those bits; the others are asked pair by pair.
 template <class Pattern>
 void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx queries, idx k0, idx keys,
                    float bias_factor, float* st, idx ld) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  constexpr idx most = 64;  // bits of one row mask: queries and keys of one visible_rows() call
+  if constexpr (
+      !requires { pattern.query_span(c, k0, q0, q0); } &&
+      requires(std::uint64_t * seen) { pattern.visible_rows(c, q0, q0, k0, k0, seen); }) {
+    if (queries <= most && keys <= most) {
+      std::array<std::uint64_t, most> seen;
+      pattern.visible_rows(c, q0, q0 + queries, k0, k0 + keys, seen.data());
+      for (idx j = 0; j < keys; ++j) {
+        float* row = st + j * ld;
+        const std::uint64_t bits = seen[static_cast<std::size_t>(j)];
+        for (idx i = 0; i < queries; ++i) {
+          if (((bits >> i) & 1u) == 0)
+            row[i] = neg_inf;
+          else if constexpr (Pattern::has_bias)
+            row[i] += bias_factor * pattern.logit_bias(c, q0 + i, k0 + j);
+        }
+      }
+      return;
+    }
+  }
   for (idx j = 0; j < keys; ++j) {
     float* row = st + j * ld;
     if constexpr (requires { pattern.query_span(c, j, q0, q0); }) {
@@ -79,6 +102,24 @@ void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx querie
       }
     }
   }
+}
+
+/// Asks for `rows` rows of `width` floats, `stride` floats apart, to be brought into L2, for
+/// reading or, with `write`, for writing (a hint: no fault, no effect on results).
+template <bool write = false>
+inline void prefetch_rows(const float* first, idx stride, idx rows, idx width) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr std::uintptr_t line = 64;
+  const auto bytes = static_cast<std::uintptr_t>(width) * sizeof(float);
+  if (bytes == 0) return;
+  for (idx r = 0; r < rows; ++r) {
+    const auto begin = reinterpret_cast<std::uintptr_t>(first + r * stride);
+    for (std::uintptr_t at = begin & ~(line - 1); at < begin + bytes; at += line)
+      __builtin_prefetch(reinterpret_cast<const void*>(at), write ? 1 : 0, 2);
+  }
+#else
+  (void)first, (void)stride, (void)rows, (void)width;
+#endif
 }
 
 /// One query tile of a work item: its rows, its packed Qᵀ, its accumulator Oᵀ, its score state.
@@ -138,6 +179,10 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
       c.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
       c.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
 
+      // Q rows of one head lie heads·head_dim apart, past the reach of the hardware prefetchers:
+      // ask for the whole block's rows at once so that their misses overlap.
+      const idx block_q0 = block * G * M, block_rows = std::min(s.seq_q - block_q0, G * M);
+      prefetch_rows(a.q.row(b, block_q0, h), a.q.strides[1], block_rows, D);
       key_span all_keys{c.seq_k, 0};  // union of the tiles' key ranges
       for (auto& slot : tiles) {
         query_tile<ScoreTile>& t = *slot;
@@ -158,16 +203,44 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
         all_keys = {std::min(all_keys.begin, t.keys.begin), std::max(all_keys.end, t.keys.end)};
       }
 
-      for (idx k0 = all_keys.begin; k0 < all_keys.end; k0 += NK) {
+      // Key tiles in order, each classified one step ahead: while one is computed, the K and V
+      // rows of the next one some query tile needs are already on their way to L2. Under a
+      // sparse pattern each K/V tile serves about one query tile of the block, so its cache
+      // misses are no longer shared by four and would otherwise stall every visit.
+      std::array<tile_kind, G> kinds{}, next_kinds{};
+      auto next_needed = [&](idx from, std::array<tile_kind, G>& out) {
+        for (idx k0 = from; k0 < all_keys.end; k0 += NK) {
+          bool any = false;
+          for (idx g = 0; g < G; ++g) {
+            const query_tile<ScoreTile>& t = *tiles[static_cast<std::size_t>(g)];
+            const key_span part = intersect({k0, std::min(k0 + NK, all_keys.end)}, t.keys);
+            const tile_kind kind =
+                part.empty() ? tile_kind::none
+                             : pattern.classify(c, t.q0, t.q0 + t.live, part.begin, part.end);
+            out[static_cast<std::size_t>(g)] = kind;
+            any |= kind != tile_kind::none;
+          }
+          if (any) return k0;
+        }
+        return all_keys.end;
+      };
+      for (idx k0 = next_needed(all_keys.begin, kinds); k0 < all_keys.end;) {
         const idx k1 = std::min(k0 + NK, all_keys.end);
+        const idx k_next = next_needed(k1, next_kinds);
+        if (k_next < all_keys.end) {
+          const idx rows = std::min(k_next + NK, all_keys.end) - k_next;
+          prefetch_rows(a.k.row(b, k_next, c.kv_head), a.k.strides[1], rows, D);
+          prefetch_rows(a.v.row(b, k_next, c.kv_head), a.v.strides[1], rows, Dv);
+        } else {  // the last key tile: the output rows are next
+          prefetch_rows<true>(a.out.row(b, block_q0, h), a.out.strides[1], block_rows, Dv);
+        }
         bool v_packed = false;
-        for (auto& slot : tiles) {
-          query_tile<ScoreTile>& t = *slot;
+        for (idx g = 0; g < G; ++g) {
+          query_tile<ScoreTile>& t = *tiles[static_cast<std::size_t>(g)];
+          const tile_kind kind = kinds[static_cast<std::size_t>(g)];
+          if (kind == tile_kind::none) continue;
           // This tile's part of the key tile.
           const key_span part = intersect({k0, k1}, t.keys);
-          if (part.empty()) continue;
-          const tile_kind kind = pattern.classify(c, t.q0, t.q0 + t.live, part.begin, part.end);
-          if (kind == tile_kind::none) continue;
           if (!v_packed) {
             // V rows sit heads·head_dim_v apart in the tensor: at power-of-two strides the
             // walk down one tile's rows hits a handful of L1 sets and evicts itself. Packed,
@@ -186,6 +259,8 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
           t.score.weigh(st, n);
           simd::accumulate_tile<A>(st, n, vt + (part.begin - k0) * Dv, Dv, Dv, t.score.alpha, t.ot);
         }
+        kinds = next_kinds;
+        k0 = k_next;
       }
 
       for (auto& slot : tiles) {

@@ -16,6 +16,10 @@
 //                                                               optional: the rows of [q0,q1) that
 //                                                               see key j, when they form one range
 //                                                               (lets partial tiles mask by ranges)
+//   void visible_rows(const head_ctx&, idx q0, idx q1, idx k0, idx k1, uint64_t* rows) const;
+//                                                               optional: per key of a ≤64×64 tile,
+//                                                               a bit mask of the rows that see it
+//                                                               (block-sparse layouts)
 //   void prepare(const detail::problem_shape&);                 optional: precompute, on the
 //                                                               kernel's own copy of the pattern
 // Patterns know nothing about SIMD or score functions; combine.hpp intersects them.

@@ -23,6 +23,7 @@
 #include "attn/options.hpp"
 #include "attn/pattern/alibi.hpp"
 #include "attn/pattern/band.hpp"
+#include "attn/pattern/block_sparse.hpp"
 #include "attn/pattern/combine.hpp"
 #include "attn/pattern/dense.hpp"
 #include "attn/pattern/tensor_mask.hpp"
@@ -129,6 +130,19 @@ inline double logit_term(const mask& m, const pair_ctx& c, idx i, idx j) {
   return broadcast_at(m.values.data, m.values.dims, c.batch, c.head, i, j) != 0.0 ? 0.0 : neg_inf;
 }
 
+/// block_layout: j is visible from i iff head h's block row ⌊i/b⌋ stores key block ⌊j/b⌋ and,
+/// when that block carries an element mask, the mask lets row i mod b see column j mod b. Read
+/// by a linear walk through the stored blocks, independently of the layout's own
+/// classify()/visible() (binary searches), which the kernels use.
+inline double logit_term(const block_layout& l, const pair_ctx& c, idx i, idx j) {
+  const idx b = l.block_size(), bi = i / b, bj = j / b;
+  const auto row = l.row_blocks(c.head, bi);
+  for (std::size_t n = 0; n < row.size(); ++n)
+    if (row[n] == bj)
+      return l.block_sees(c.head, bi, static_cast<idx>(n), i % b, j % b) ? 0.0 : neg_inf;
+  return neg_inf;
+}
+
 /// A pattern this file does not know: its own visible() and logit_bias() (on a prepared copy).
 template <class P>
 double logit_term(const P& p, const pair_ctx& c, idx i, idx j) {
@@ -186,6 +200,15 @@ inline void check_pattern(const attn::bias& t, const attn::detail::problem_shape
 }
 inline void check_pattern(const mask& m, const attn::detail::problem_shape& s) {
   check_broadcast("mask", m.values.dims, s);
+}
+inline void check_pattern(const block_layout& l, const attn::detail::problem_shape& s) {
+  if (l.empty()) attn::detail::fail("reference: block_layout is empty");
+  if (l.seq_q() != s.seq_q || l.seq_k() != s.seq_k)
+    attn::detail::fail("reference: block_layout is ", l.seq_q(), " x ", l.seq_k(),
+                       " but the problem is ", s.seq_q, " x ", s.seq_k);
+  if (l.heads() != 1 && l.heads() != s.heads_q)
+    attn::detail::fail("reference: block_layout has ", l.heads(), " heads, the problem ",
+                       s.heads_q);
 }
 template <class P>
 void check_pattern(const P& p, const attn::detail::problem_shape& s) {

@@ -4,6 +4,7 @@
 #include "attn/attention.hpp"
 #include "attn/error.hpp"
 #include "attn/exec/executor.hpp"
+#include "attn/linear/attention.hpp"
 #include "attn/merge.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/alibi.hpp"

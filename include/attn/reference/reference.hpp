@@ -1,5 +1,6 @@
 // The double-precision references of attn: plain formulas, the oracles of the tests.
 #pragma once
 
+#include "attn/reference/linear.hpp"
 #include "attn/reference/sigmoid.hpp"
 #include "attn/reference/softmax.hpp"

@@ -11,10 +11,16 @@
 // max, sum, rescale α) is a plain vector: no horizontal reduction anywhere in the hot loop.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "attn/simd/ops.hpp"
+
+#if defined(__SSE__)
+#include <xmmintrin.h>  // _mm_sfence
+#endif
 
 namespace attn::simd {
 
@@ -145,6 +151,173 @@ inline void accumulate_tile(const float* pt, std::ptrdiff_t keys, const float* v
   detail::with_rows<R>(static_cast<int>(head_dim_v - e), [&]<int Rows>() {
     detail::accumulate_block<A, Rows>(pt, keys, v + e, v_stride, alpha, ot + e * M);
   });
+}
+
+// ---- broadcast GEMM: the products of linear attention (attn/linear/) --------------------------
+//
+// Linear attention is made of small dense products over packed, lane-padded operands:
+//   C[i, 0:cols] (+)= Σ_{p < depth} A(i, p) · B[p, 0:cols],   A(i, p) = a[i·a_row + p·a_col]
+// A is only ever broadcast, one scalar at a time, so it may be read at any strides: the same
+// kernel computes φ(K)ᵀ·V (A(d, j) = φ(K)[j, d]: a_row = 1, a_col = row length), φ(Q)·S,
+// φ(Q)·φ(K)ᵀ and P·V without transposing A. B rows are contiguous and `cols` is a multiple of
+// lanes<A> (callers pad B and C with zero columns). A block of tile_shape<A>::rows rows ×
+// tile_shape<A>::query_vectors vectors of C stays in registers for the whole reduction.
+
+/// Which part of a square product a caller needs (row i of the result only depends on, or is
+/// only needed for, indices ≤ i): lets the kernel skip work that would be masked away anyway.
+enum class triangle {
+  none,     ///< the whole product
+  columns,  ///< row i needs columns ≤ i only: a row block [i0, i1) stops after column i1 − 1
+            ///< (rounded up to whole vectors); columns past that are left unwritten
+  depth     ///< A(i, p) = 0 for p > i: a row block [i0, i1) reduces over p < i1 only
+};
+
+namespace detail {
+
+template <class A, int Rows, int Vecs>
+inline void gemm_block(std::ptrdiff_t depth, const float* a, std::ptrdiff_t a_row,
+                       std::ptrdiff_t a_col, const float* b, std::ptrdiff_t ldb, float* c,
+                       std::ptrdiff_t ldc, bool accumulate) {
+  constexpr int L = lanes<A>;
+  vec<A> acc[Rows][Vecs];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < Vecs; ++v)
+      acc[r][v] = accumulate ? simd::load<A>(c + r * ldc + v * L) : simd::splat<A>(0.0f);
+  const float* ar[Rows];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) ar[r] = a + r * a_row;
+  for (std::ptrdiff_t p = 0; p < depth; ++p) {
+    vec<A> bv[Vecs];
+#pragma GCC unroll 8
+    for (int v = 0; v < Vecs; ++v) bv[v] = simd::load<A>(b + p * ldb + v * L);
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      const vec<A> ab = simd::splat<A>(ar[r][p * a_col]);
+#pragma GCC unroll 8
+      for (int v = 0; v < Vecs; ++v) acc[r][v] = simd::fma(ab, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < Vecs; ++v) simd::store<A>(c + r * ldc + v * L, acc[r][v]);
+}
+
+/// One band of `Rows` rows of C: every column block of up to `vectors` vectors.
+template <class A, int Rows>
+inline void gemm_rows(std::ptrdiff_t vectors, std::ptrdiff_t depth, const float* a,
+                      std::ptrdiff_t a_row, std::ptrdiff_t a_col, const float* b,
+                      std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc, bool accumulate) {
+  constexpr int NV = tile_shape<A>::query_vectors, L = lanes<A>;
+  std::ptrdiff_t v = 0;
+  for (; v + NV <= vectors; v += NV)
+    gemm_block<A, Rows, NV>(depth, a, a_row, a_col, b + v * L, ldb, c + v * L, ldc, accumulate);
+  with_rows<NV>(static_cast<int>(vectors - v), [&]<int Vecs>() {
+    gemm_block<A, Rows, Vecs>(depth, a, a_row, a_col, b + v * L, ldb, c + v * L, ldc, accumulate);
+  });
+}
+
+}  // namespace detail
+
+/// C[i, 0:cols] = (accumulate ? C[i, 0:cols] : 0) + Σ_{p < depth} a[i·a_row + p·a_col]·B[p, 0:cols]
+/// for i < rows. b: B [depth × ldb], c: C [rows × ldc], both with cols ≤ ld a multiple of
+/// lanes<A>; `part` restricts the work to a lower triangle (see simd::triangle).
+template <class A>
+inline void broadcast_gemm(std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t depth,
+                           const float* a, std::ptrdiff_t a_row, std::ptrdiff_t a_col,
+                           const float* b, std::ptrdiff_t ldb, float* c, std::ptrdiff_t ldc,
+                           bool accumulate, triangle part = triangle::none) {
+  constexpr int R = tile_shape<A>::rows, L = lanes<A>;
+  const std::ptrdiff_t vectors = cols / L;
+  auto band = [&]<int Rows>(std::ptrdiff_t i) {
+    const std::ptrdiff_t end = i + Rows;
+    std::ptrdiff_t vecs = vectors, dep = depth;
+    if (part == triangle::columns) vecs = std::min<std::ptrdiff_t>(vectors, (end + L - 1) / L);
+    if (part == triangle::depth) dep = std::min<std::ptrdiff_t>(depth, end);
+    detail::gemm_rows<A, Rows>(vecs, dep, a + i * a_row, a_row, a_col, b, ldb, c + i * ldc, ldc,
+                               accumulate);
+  };
+  std::ptrdiff_t i = 0;
+  for (; i + R <= rows; i += R) band.template operator()<R>(i);
+  detail::with_rows<R>(static_cast<int>(rows - i),
+                       [&]<int Rows>() { band.template operator()<Rows>(i); });
+}
+
+/// dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols: the transpose of a tile. AVX-512
+/// moves 16 × 16 blocks through registers (unpack, then two 128-bit lane shuffles); the rest of
+/// the tile, and other archs, go element by element.
+template <class A>
+inline void transpose(const float* src, std::ptrdiff_t lds, std::ptrdiff_t rows,
+                      std::ptrdiff_t cols, float* dst, std::ptrdiff_t ldd) {
+  std::ptrdiff_t r0 = 0;
+#if defined(__AVX512F__)  // the intrinsics' types exist only where the compiler targets AVX-512
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A>) {
+    for (; r0 + 16 <= rows; r0 += 16) {
+      std::ptrdiff_t c0 = 0;
+      for (; c0 + 16 <= cols; c0 += 16) {
+        __m512 r[16], t[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + (r0 + i) * lds + c0);
+        for (int i = 0; i < 16; i += 2) {
+          t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+          t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        // Each 128-bit lane k of r[4m + j] now holds column 4k + j of rows 4m .. 4m + 3.
+        for (int i = 0; i < 16; i += 4) {
+          const __m512d a0 = _mm512_castps_pd(t[i]), a1 = _mm512_castps_pd(t[i + 1]);
+          const __m512d b0 = _mm512_castps_pd(t[i + 2]), b1 = _mm512_castps_pd(t[i + 3]);
+          r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+          r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+          r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+          r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+        }
+        for (int half = 0; half < 16; half += 8)
+          for (int j = 0; j < 4; ++j) {
+            t[half + j] = _mm512_shuffle_f32x4(r[half + j], r[half + 4 + j], 0x88);
+            t[half + 4 + j] = _mm512_shuffle_f32x4(r[half + j], r[half + 4 + j], 0xdd);
+          }
+        for (int j = 0; j < 8; ++j) {
+          _mm512_storeu_ps(dst + (c0 + j) * ldd + r0, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+          _mm512_storeu_ps(dst + (c0 + 8 + j) * ldd + r0,
+                           _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
+        }
+      }
+      for (std::ptrdiff_t r = r0; r < r0 + 16; ++r)
+        for (std::ptrdiff_t c = c0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+    }
+  }
+#endif
+  for (std::ptrdiff_t r = r0; r < rows; ++r)
+    for (std::ptrdiff_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
+/// dst[0..n) = src[0..n) with non-temporal stores where the arch has them and dst is 64-byte
+/// aligned with n a multiple of 16 (whole cache lines), else ordinary stores: for outputs
+/// written once and not read again, which then skip the read-for-ownership of every line.
+/// Call stream_fence() before other threads read what was streamed.
+template <class A>
+inline void stream_copy(float* dst, const float* src, std::ptrdiff_t n) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, A>) {
+    if (reinterpret_cast<std::uintptr_t>(dst) % 64 == 0 && n % 16 == 0) {
+      for (std::ptrdiff_t i = 0; i < n; i += 16)
+        _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+      return;
+    }
+  }
+#endif
+  constexpr int L = lanes<A>;
+  std::ptrdiff_t i = 0;
+  for (; i + L <= n; i += L) simd::store<A>(dst + i, simd::load<A>(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+/// Orders the non-temporal stores of stream_copy before later stores (a no-op elsewhere).
+inline void stream_fence() {
+#if defined(__SSE__)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace attn::simd

@@ -4,7 +4,11 @@
 #pragma once
 
 #include <cctype>
+#include <exception>
 #include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
 
 #include <attn/attn.hpp>
 
@@ -59,6 +63,30 @@ inline bool has_token(const std::string& text, const std::string& token) {
     return true;
   }
   return false;
+}
+
+/// Runs the call with `pattern` (LSE requested when c.with_lse), expects an attn::error whose
+/// message names every token, and out and lse still holding their sentinels.
+template <class Score, class Pattern = dense>
+void expect_kernel_rejects(call<Score> c, const std::vector<std::string>& tokens,
+                           const Pattern& pattern = {}) {
+  c.lse.setConstant(lse_sentinel);
+  if (c.with_lse) c.opt.lse = lse_map(c.lse.data(), c.lse.dimensions());
+  try {
+    attention(c.q, c.k, c.v, c.out, c.score, pattern, c.opt);
+    ADD_FAILURE() << "no attn::error thrown";
+  } catch (const error& e) {
+    const std::string message = e.what();
+    for (const std::string& token : tokens)
+      EXPECT_TRUE(has_token(message, token)) << "message \"" << message << "\" lacks " << token;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw something else than attn::error: " << e.what();
+  }
+  idx out_changed = 0, lse_changed = 0;
+  for (idx n = 0; n < c.out.size(); ++n) out_changed += c.out.data()[n] != out_sentinel;
+  for (idx n = 0; n < c.lse.size(); ++n) lse_changed += c.lse.data()[n] != lse_sentinel;
+  EXPECT_EQ(out_changed, 0) << "elements of out written before the error";
+  EXPECT_EQ(lse_changed, 0) << "elements of lse written before the error";
 }
 
 }  // namespace attn::test::bad_input

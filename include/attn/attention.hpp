@@ -5,13 +5,17 @@
 //   attn::attention(q, k, v, out, attn::softmax{.softcap = 50}, attn::window{.left = 4095}, opt);
 //
 // The score and pattern objects' types choose the code at compile time; their fields and the
-// options carry the run-time parameters. Everything is validated before anything is written:
-// on bad input attn::error is thrown and `out` (and opt.lse) are untouched.
+// options carry the run-time parameters. Up to 16 queries per head run the split-KV decoding
+// loop (kernel/decode.hpp), more the prefill loop (kernel/prefill.hpp); options::path forces
+// one. A KV cache is read in place by the overload in cache/attention.hpp. Everything is validated
+// before anything is written: on bad input attn::error is thrown and `out` (and opt.lse) are
+// untouched.
 #pragma once
 
 #include <cmath>
 #include <utility>
 
+#include "attn/kernel/decode.hpp"
 #include "attn/kernel/prefill.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/dense.hpp"
@@ -49,6 +53,7 @@ inline float check_options(const options& opt, const problem_shape& s) {
       opt.scale.value_or(s.head_dim > 0 ? 1.0f / std::sqrt(static_cast<float>(s.head_dim)) : 1.0f);
   if (!std::isfinite(scale)) fail("options.scale=", scale, " must be finite");
   if (opt.threads < 0) fail("options.threads=", opt.threads, " must be >= 0 (0 = all)");
+  if (opt.kv_splits < 0) fail("options.kv_splits=", opt.kv_splits, " must be >= 0 (0 = auto)");
   check_lengths(opt.key_lengths, "key_lengths", s.batch, s.seq_k, "k.dim(1), keys");
   check_lengths(opt.query_lengths, "query_lengths", s.batch, s.seq_q, "q.dim(1), queries");
   if (opt.lse) {
@@ -62,10 +67,56 @@ inline float check_options(const options& opt, const problem_shape& s) {
   return scale;
 }
 
+/// The loop a call runs: split-KV for a few queries per head (decoding), else prefill.
+inline bool use_split_kv(const options& opt, const problem_shape& s) {
+  if (opt.path == kernel_path::automatic) return s.seq_q <= decode_max_queries;
+  return opt.path == kernel_path::split_kv;
+}
+
 inline int worker_count(const options& opt, const exec::executor& ex) {
   int n = opt.threads == 0 ? exec::hardware_threads() : opt.threads;
   if (ex.max_workers > 0) n = std::min(n, ex.max_workers);
   return std::max(n, 1);
+}
+
+}  // namespace detail
+
+namespace detail {
+
+/// Validates score, pattern and options against a checked shape and fills the rest of the
+/// kernel's arguments (a.q, a.k, a.v, a.out and a.shape already set).
+template <class Score, class Pattern>
+void complete_args(prefill_args& a, const Score& score, const Pattern& pattern,
+                   const options& opt) {
+  score.check(a.shape);
+  pattern.check(a.shape);
+  a.scale = check_options(opt, a.shape);
+  if (opt.lse && !Score::has_lse)
+    fail("options.lse is set, but this score function defines no log-sum-exp");
+  a.key_lengths = opt.key_lengths;
+  a.query_lengths = opt.query_lengths;
+  a.lse = opt.lse ? opt.lse->data() : nullptr;
+  a.executor = opt.executor ? opt.executor : exec::default_executor();
+  a.workers = worker_count(opt, a.executor);
+}
+
+/// Runs the loop the options choose. keys / values: the row sources of split-KV decoding
+/// (kernel/kv_source.hpp); can_prefill: a.k and a.v are views the prefill loop can read (else
+/// split-KV runs whatever the number of queries).
+template <class Arch, class Score, class Pattern, class Keys, class Values>
+void run(const prefill_args& a, const Score& score, const Pattern& pattern, const options& opt,
+         const Keys& keys, const Values& values, bool can_prefill = true) {
+  Pattern prepared = pattern;  // the kernel's own copy: prepare() may precompute into it
+  prepare(prepared, a.shape);
+  if (!can_prefill || use_split_kv(opt, a.shape)) {
+    with_score_tile<Arch, decode_rows>(score, [&]<class Tile>(std::type_identity<Tile>) {
+      decode<Arch, Tile>(a, score, prepared, keys, values, opt.kv_splits);
+    });
+    return;
+  }
+  with_score_tile<Arch>(score, [&]<class Tile>(std::type_identity<Tile>) {
+    prefill<Arch, Tile>(a, score, prepared);
+  });
 }
 
 }  // namespace detail
@@ -83,22 +134,8 @@ void attention(const Q& q, const K& k, const V& v, O& out, const Score& score = 
   a.v = detail::view_of(v);
   a.out = detail::view_of(out);
   a.shape = detail::check_qkvo(a.q, a.k, a.v, a.out);
-  score.check(a.shape);
-  pattern.check(a.shape);
-  a.scale = detail::check_options(opt, a.shape);
-  if (opt.lse && !Score::has_lse)
-    detail::fail("options.lse is set, but this score function defines no log-sum-exp");
-  a.key_lengths = opt.key_lengths;
-  a.query_lengths = opt.query_lengths;
-  a.lse = opt.lse ? opt.lse->data() : nullptr;
-  a.executor = opt.executor ? opt.executor : exec::default_executor();
-  a.workers = detail::worker_count(opt, a.executor);
-
-  Pattern prepared = pattern;  // the kernel's own copy: prepare() may precompute into it
-  detail::prepare(prepared, a.shape);
-  detail::with_score_tile<Arch>(score, [&]<class Tile>(std::type_identity<Tile>) {
-    detail::prefill<Arch, Tile>(a, score, prepared);
-  });
+  detail::complete_args(a, score, pattern, opt);
+  detail::run<Arch>(a, score, pattern, opt, detail::strided_rows{a.k}, detail::strided_rows{a.v});
 }
 
 /// Overload for an rvalue output view (e.g. a TensorMap built in the call).

@@ -2,6 +2,9 @@
 #pragma once
 
 #include "attn/attention.hpp"
+#include "attn/cache/attention.hpp"
+#include "attn/cache/element.hpp"
+#include "attn/cache/kv_cache.hpp"
 #include "attn/error.hpp"
 #include "attn/exec/executor.hpp"
 #include "attn/linear/attention.hpp"

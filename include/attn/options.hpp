@@ -11,6 +11,16 @@
 
 namespace attn {
 
+/// Which loop runs a call (kernel/prefill.hpp or kernel/decode.hpp).
+enum class kernel_path {
+  automatic,  ///< split-KV when q has at most decode_max_queries queries per head, else prefill
+  prefill,    ///< the tiled loop with 64-query tiles (compute-bound shapes)
+  split_kv    ///< key chunks spread over workers, merged exactly (memory-bound decoding)
+};
+
+/// The largest number of queries per head the automatic choice sends to split-KV decoding.
+inline constexpr int decode_max_queries = 16;
+
 struct options {
   /// Multiplies q·k before the score function. Default: 1/sqrt(head_dim).
   std::optional<float> scale;
@@ -34,6 +44,13 @@ struct options {
   /// shape [batch, heads_q, seq_q]. Rows that see no key get −inf. Only score functions that
   /// normalise (softmax) define it.
   std::optional<lse_map> lse{};
+
+  /// Which loop runs the call; see kernel_path. Results agree to rounding either way.
+  kernel_path path = kernel_path::automatic;
+
+  /// Split-KV only: key chunks per (batch, KV head). 0 = chosen from the shape and the threads
+  /// so that every worker has work; more chunks cost one exact merge of partial results.
+  int kv_splits = 0;
 };
 
 }  // namespace attn

@@ -80,13 +80,15 @@ struct sigmoid {
 
 namespace detail {
 
-/// The kernel side of sigmoid for one query tile on arch A: a stateless elementwise map.
+/// The kernel side of sigmoid for one query tile of Rows queries on arch A: a stateless
+/// elementwise map.
 /// Capped = softcap active (chosen once per call). Same interface as softmax_tile.
-template <class A, bool Capped>
+template <class A, bool Capped, int Rows = simd::tile_queries<A>>
 struct sigmoid_tile {
   static constexpr int L = simd::lanes<A>;
-  static constexpr int QV = simd::tile_shape<A>::query_vectors;
-  static constexpr int M = simd::tile_queries<A>;
+  static constexpr int M = Rows;
+  static constexpr int QV = M / L;
+  static_assert(M % L == 0, "a tile holds whole vectors of queries");
   static constexpr float log2e = std::numbers::log2e_v<float>;
 
   const sigmoid& params;
@@ -105,7 +107,8 @@ struct sigmoid_tile {
   static constexpr float bias_factor() { return 1.0f; }
 
   /// Selects β for this (batch, head): the scalar, the head's entry, or −ln(key length).
-  void begin(const head_ctx& c) {
+  /// first_part: see softmax_tile::begin; sigmoid has no row-level term, parts simply add.
+  void begin(const head_ctx& c, bool /*first_part*/ = true) {
     if (params.bias)
       beta = *params.bias;
     else if (!params.head_bias.empty())
@@ -153,10 +156,10 @@ struct sigmoid_tile {
 
 /// Calls f(tile_type_tag) with the kernel-side type for these parameters: the one run-time
 /// dispatch on sigmoid's fields.
-template <class A, class F>
+template <class A, int Rows = simd::tile_queries<A>, class F>
 decltype(auto) with_score_tile(const sigmoid& s, F&& f) {
-  if (s.softcap > 0.0f) return f(std::type_identity<sigmoid_tile<A, true>>{});
-  return f(std::type_identity<sigmoid_tile<A, false>>{});
+  if (s.softcap > 0.0f) return f(std::type_identity<sigmoid_tile<A, true, Rows>>{});
+  return f(std::type_identity<sigmoid_tile<A, false, Rows>>{});
 }
 
 }  // namespace detail

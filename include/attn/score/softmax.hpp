@@ -45,13 +45,15 @@ struct softmax {
 
 namespace detail {
 
-/// The kernel side of softmax for one query tile on arch A: per-query running state in lanes.
+/// The kernel side of softmax for one query tile of Rows queries on arch A (the prefill tile by
+/// default; split-KV decoding uses 16): per-query running state in lanes.
 /// Capped = softcap active (chosen once per call).
-template <class A, bool Capped>
+template <class A, bool Capped, int Rows = simd::tile_queries<A>>
 struct softmax_tile {
   static constexpr int L = simd::lanes<A>;
-  static constexpr int QV = simd::tile_shape<A>::query_vectors;
-  static constexpr int M = simd::tile_queries<A>;
+  static constexpr int M = Rows;
+  static constexpr int QV = M / L;
+  static_assert(M % L == 0, "a tile holds whole vectors of queries");
   static constexpr float log2e = std::numbers::log2e_v<float>;
 
   const softmax& params;
@@ -67,8 +69,11 @@ struct softmax_tile {
   /// What a pattern's additive bias (natural-log units) is multiplied by.
   static constexpr float bias_factor() { return log2e; }
 
-  void begin(const head_ctx& c) {
-    const bool sink = !params.sinks.empty();
+  /// Starts a row set. first_part = false for the later key chunks of a split-KV row: a sink is
+  /// a term of the whole row's denominator, so only the first part counts it (the LSE merge of
+  /// the parts then counts it exactly once).
+  void begin(const head_ctx& c, bool first_part = true) {
+    const bool sink = first_part && !params.sinks.empty();
     const float m0 = sink ? params.sinks[static_cast<std::size_t>(c.head)] * log2e
                           : -std::numeric_limits<float>::infinity();
     for (int i = 0; i < M; ++i) {
@@ -130,10 +135,10 @@ struct softmax_tile {
 
 /// Calls f(tile_type_tag) with the kernel-side type for these parameters: the one run-time
 /// dispatch on softmax's fields.
-template <class A, class F>
+template <class A, int Rows = simd::tile_queries<A>, class F>
 decltype(auto) with_score_tile(const softmax& s, F&& f) {
-  if (s.softcap > 0.0f) return f(std::type_identity<softmax_tile<A, true>>{});
-  return f(std::type_identity<softmax_tile<A, false>>{});
+  if (s.softcap > 0.0f) return f(std::type_identity<softmax_tile<A, true, Rows>>{});
+  return f(std::type_identity<softmax_tile<A, false, Rows>>{});
 }
 
 }  // namespace detail

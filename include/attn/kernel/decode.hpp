@@ -1,0 +1,333 @@
+// Split-KV decoding: the loop for a few queries per head over a long key range — generating
+// text one token (or a handful of speculative tokens) at a time against a KV cache.
+//
+// That shape is memory-bound: each key and value row is used by only a few dot products, so
+// the limit is how fast K and V stream from DRAM. Two things decide it (the ideas of
+// FlashDecoding, Dao et al. 2023, and of ggml's CPU flash-attention path):
+//   * Every K/V row is read once, not once per query head: a work item takes every head and
+//     packs each block of K/V rows once, in memory order, for all of them (kv_source.hpp says
+//     why packed); the query heads of a KV group (grouped-query attention) share its rows.
+//   * The key range of each batch is cut into chunks, so that a single sequence still keeps
+//     every worker streaming. Each chunk produces a partial result
+//     normalised over its own keys plus its log-sum-exp; the parts are merged exactly:
+//       L = log Σ_c e^{L_c},   O = Σ_c e^{L_c − L} · O_c                 (softmax)
+//       O = Σ_c O_c                                                     (sigmoid: no normaliser)
+//     The same score tiles (score/*.hpp) and patterns (pattern/*.hpp) as the prefill loop run
+//     on each chunk, so every pattern and score modifier works here unchanged; a softmax sink
+//     is counted by the first chunk only (softmax_tile::begin).
+//
+// Queries stay in rows here, not in lanes: with one query per head, the prefill tile's
+// "broadcast a key element across 64 query lanes" would compute 63 empty lanes. A score is a
+// dot product of a query row with a packed key row, reduced across lanes; the accumulator is
+// O[i, :] = α_i·O[i, :] + Σ_j p_ij·V[j, :] with V rows streamed from L1.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attn/kernel/kv_source.hpp"
+#include "attn/kernel/prefill.hpp"
+#include "attn/kernel/workspace.hpp"
+#include "attn/options.hpp"
+#include "attn/simd/microkernel.hpp"
+
+namespace attn::detail {
+
+/// Queries of one head in a decode tile: the lanes of its score state.
+inline constexpr idx decode_rows = decode_max_queries;
+
+/// Fewest keys a chunk is cut down to: below that the per-chunk set-up and the merge cost more
+/// than the parallelism gains.
+inline constexpr idx decode_min_chunk = 256;
+
+/// Into how many chunks the key range of each (batch, query block) is cut.
+inline idx plan_kv_chunks(const problem_shape& s, idx query_blocks, int workers, int requested) {
+  if (requested > 0) return requested;
+  const idx items = std::max<idx>(1, s.batch * query_blocks);
+  // Four items per worker even out the chunks' unequal work (ragged lengths, windows).
+  const idx wanted = (4 * workers + items - 1) / items;
+  return std::clamp<idx>(wanted, 1, std::max<idx>(1, s.seq_k / decode_min_chunk));
+}
+
+/// st[j·decode_rows + i] = q_i · k_j for KB keys × RB query rows. q rows and k rows are
+/// `width` floats (a multiple of lanes<A>, zero-padded) apart.
+template <class A, int KB, int RB>
+inline void dot_block(const float* q, const float* k, idx width, float* st) {
+  constexpr int L = simd::lanes<A>;
+  simd::vec<A> acc[KB][RB];
+#pragma GCC unroll 8
+  for (int j = 0; j < KB; ++j)
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) acc[j][i] = simd::splat<A>(0.0f);
+  for (idx d = 0; d < width; d += L) {
+    simd::vec<A> kv[KB];
+#pragma GCC unroll 8
+    for (int j = 0; j < KB; ++j) kv[j] = simd::load<A>(k + j * width + d);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) {
+      const simd::vec<A> qv = simd::load<A>(q + i * width + d);
+#pragma GCC unroll 8
+      for (int j = 0; j < KB; ++j) acc[j][i] = simd::fma(qv, kv[j], acc[j][i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < KB; ++j)
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) st[j * decode_rows + i] = simd::reduce_add(acc[j][i]);
+}
+
+/// Scores of `rows` packed query rows against `keys` packed key rows into Sᵀ [keys × 16]; the
+/// lanes past `rows` are −inf, so the score tile gives them weight 0.
+template <class A>
+inline void decode_scores(const float* q, idx rows, const float* k, idx keys, idx width,
+                          float* st) {
+  constexpr int KB = 4, RB = 4;
+  if (rows < decode_rows)
+    std::fill(st, st + keys * decode_rows, -std::numeric_limits<float>::infinity());
+  for (idx i = 0; i < rows; i += RB) {
+    const int rb = static_cast<int>(std::min<idx>(RB, rows - i));
+    simd::detail::with_rows<RB + 1>(rb, [&]<int R>() {
+      idx j = 0;
+      for (; j + KB <= keys; j += KB)
+        dot_block<A, KB, R>(q + i * width, k + j * width, width, st + j * decode_rows + i);
+      if (j < keys)
+        simd::detail::with_rows<KB>(static_cast<int>(keys - j), [&]<int K>() {
+          dot_block<A, K, R>(q + i * width, k + j * width, width, st + j * decode_rows + i);
+        });
+    });
+  }
+}
+
+/// o[:] = α·o[:] + Σ_j p[j·16]·v_j[:] over VB vectors of one output row.
+template <class A, int VB>
+inline void accumulate_row_block(const float* p, idx keys, const float* v, idx width, float alpha,
+                                 float* o) {
+  constexpr int L = simd::lanes<A>;
+  simd::vec<A> acc[VB];
+  const simd::vec<A> a = simd::splat<A>(alpha);
+#pragma GCC unroll 8
+  for (int x = 0; x < VB; ++x) acc[x] = simd::load<A>(o + x * L) * a;
+  for (idx j = 0; j < keys; ++j) {
+    const simd::vec<A> w = simd::splat<A>(p[j * decode_rows]);
+#pragma GCC unroll 8
+    for (int x = 0; x < VB; ++x)
+      acc[x] = simd::fma(w, simd::load<A>(v + j * width + x * L), acc[x]);
+  }
+#pragma GCC unroll 8
+  for (int x = 0; x < VB; ++x) simd::store<A>(o + x * L, acc[x]);
+}
+
+/// O[i, :] = α_i·O[i, :] + Σ_j Pᵀ[j, i]·V[j, :] for rows i < rows; O and V rows `width` floats.
+template <class A>
+inline void decode_accumulate(const float* pt, idx rows, idx keys, const float* v, idx width,
+                              const float* alpha, float* o) {
+  constexpr int L = simd::lanes<A>, VB = 8;  // 8 independent FMA chains hide the FMA latency
+  for (idx i = 0; i < rows; ++i) {
+    float* orow = o + i * width;
+    idx e = 0;
+    for (; e + VB * L <= width; e += VB * L)
+      accumulate_row_block<A, VB>(pt + i, keys, v + e, width, alpha[i], orow + e);
+    if (e < width)
+      simd::detail::with_rows<VB>(static_cast<int>((width - e) / L), [&]<int X>() {
+        accumulate_row_block<A, X>(pt + i, keys, v + e, width, alpha[i], orow + e);
+      });
+  }
+}
+
+/// Where the chunks of a split row leave their normalised partial outputs and LSEs before the
+/// merge: [batch, heads_q, seq_q, chunks] × head_dim_v.
+struct split_parts {
+  idx chunks = 1;
+  std::vector<float> out, lse;
+  float* out_of(const problem_shape& s, idx b, idx h, idx i, idx chunk) {
+    return out.data() + (((b * s.heads_q + h) * s.seq_q + i) * chunks + chunk) * s.head_dim_v;
+  }
+  float* lse_of(const problem_shape& s, idx b, idx h, idx i) {
+    return lse.data() + ((b * s.heads_q + h) * s.seq_q + i) * chunks;
+  }
+};
+
+/// Merges the chunks of every row into out (and lse): see the file comment.
+template <bool Normalised>
+void merge_parts(const prefill_args& a, split_parts& parts) {
+  const problem_shape& s = a.shape;
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  for (idx b = 0; b < s.batch; ++b)
+    for (idx h = 0; h < s.heads_q; ++h)
+      for (idx i = 0; i < s.seq_q; ++i) {
+        float* orow = a.out.row(b, i, h);
+        std::fill(orow, orow + s.head_dim_v, 0.0f);
+        const float* lse = parts.lse_of(s, b, h, i);
+        float total = 1.0f, top = 0.0f;
+        if constexpr (Normalised) {
+          top = *std::max_element(lse, lse + parts.chunks);
+          total = 0.0f;
+          if (top != neg_inf)
+            for (idx c = 0; c < parts.chunks; ++c) total += std::exp(lse[c] - top);
+        }
+        for (idx c = 0; c < parts.chunks; ++c) {
+          float w = 1.0f;
+          if constexpr (Normalised) {
+            if (total == 0.0f) break;
+            w = std::exp(lse[c] - top) / total;
+          }
+          const float* part = parts.out_of(s, b, h, i, c);
+          for (idx e = 0; e < s.head_dim_v; ++e) orow[e] += w * part[e];
+        }
+        if (a.lse)
+          a.lse[(b * s.heads_q + h) * s.seq_q + i] = total > 0.0f ? top + std::log(total) : neg_inf;
+      }
+}
+
+/// Keys per packed block: about 128 KiB of K and V for all KV heads, which stays in L2 while
+/// every query head reads its part (at 8 KV heads × 128 floats: 16 keys).
+inline idx decode_block_keys(idx heads_kv, idx row_floats) {
+  constexpr idx budget = 32 * 1024;  // floats
+  return std::clamp<idx>(budget / std::max<idx>(1, heads_kv * row_floats), 8, 64);
+}
+
+/// Runs split-KV attention for arch A and kernel-side score type ScoreTile (instantiated with
+/// decode_rows rows). keys / values: row sources (kv_source.hpp).
+///
+/// A work item is (batch, block of ≤ 16 queries, key chunk) with every head: each block of
+/// keys is read from memory once, in memory order, and packed for all KV heads, then every
+/// query head computes its part from the packed copy.
+template <class A, class ScoreTile, class Score, class Pattern, class Keys, class Values>
+void decode(const prefill_args& a, const Score& score, const Pattern& pattern, const Keys& keys,
+            const Values& values, int requested_chunks) {
+  constexpr idx R = decode_rows, L = simd::lanes<A>;
+  const problem_shape& s = a.shape;
+  const idx query_blocks = (s.seq_q + R - 1) / R;
+  const idx chunks = plan_kv_chunks(s, query_blocks, a.workers, requested_chunks);
+  const idx items = s.batch * query_blocks * chunks;
+  if (items == 0 || s.heads_q == 0) return;
+  const idx group = s.group(), Hq = s.heads_q, Hkv = s.heads_kv;
+  const idx D = s.head_dim, Dv = s.head_dim_v;
+  const idx Dp = (D + L - 1) / L * L, Dvp = (Dv + L - 1) / L * L;  // lane-padded row widths
+  const idx rows_max = std::min(R, s.seq_q);  // query rows per head a worker holds
+  const idx NB = decode_block_keys(Hkv, Dp + Dvp);
+  const int workers = static_cast<int>(std::min<idx>(a.workers, items));
+
+  split_parts parts;
+  parts.chunks = chunks;
+  if (chunks > 1) {
+    parts.out.resize(static_cast<std::size_t>(s.batch * Hq * s.seq_q * chunks * Dv));
+    parts.lse.resize(static_cast<std::size_t>(s.batch * Hq * s.seq_q * chunks));
+  }
+
+  std::atomic<idx> next{0};
+  auto body = [&](int) {
+    aligned_floats buffer(
+        static_cast<std::size_t>(Hq * rows_max * (Dp + Dvp) + Hkv * NB * (Dp + Dvp) + NB * R));
+    float* qpack = buffer.get();                // [Hq][rows_max][Dp]: scaled query rows
+    float* opack = qpack + Hq * rows_max * Dp;  // [Hq][rows_max][Dvp]: accumulators
+    float* kbuf = opack + Hq * rows_max * Dvp;  // [Hkv][NB][Dp]
+    float* vbuf = kbuf + Hkv * NB * Dp;         // [Hkv][NB][Dvp]
+    float* st = vbuf + Hkv * NB * Dvp;          // Sᵀ / Pᵀ [NB][R]
+    std::vector<ScoreTile> tiles;
+    tiles.reserve(static_cast<std::size_t>(Hq));
+    for (idx h = 0; h < Hq; ++h) tiles.emplace_back(score, a.scale);
+    std::vector<key_span> spans(static_cast<std::size_t>(Hq));
+    std::vector<tile_kind> kinds(static_cast<std::size_t>(Hq));
+    const float q_factor = tiles[0].q_factor();
+    auto context = [&](head_ctx c, idx h) {
+      c.head = h;
+      c.kv_head = h / group;
+      return c;
+    };
+
+    for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const idx chunk = item % chunks;
+      const idx qb = (item / chunks) % query_blocks;
+      const idx b = item / chunks / query_blocks;
+      head_ctx base;
+      base.batch = b;
+      base.heads = Hq;
+      base.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
+      base.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
+      const idx q0 = qb * R;
+      const idx rows = std::min(R, s.seq_q - q0);
+      const idx live = std::clamp<idx>(base.seq_q - q0, 0, rows);
+      // This chunk's share of the batch's keys: equal parts of its own length.
+      const idx per_chunk = (base.seq_k + chunks - 1) / chunks;
+      const key_span chunk_keys{std::min(chunk * per_chunk, base.seq_k),
+                                std::min((chunk + 1) * per_chunk, base.seq_k)};
+
+      key_span all{chunk_keys.end, chunk_keys.begin};
+      for (idx h = 0; h < Hq; ++h) {
+        const auto hi = static_cast<std::size_t>(h);
+        const head_ctx c = context(base, h);
+        tiles[hi].begin(c, chunk == 0);
+        float* q = qpack + h * rows_max * Dp;
+        std::fill(opack + h * rows_max * Dvp, opack + (h + 1) * rows_max * Dvp, 0.0f);
+        for (idx i = 0; i < live; ++i) {
+          const float* src = a.q.row(b, q0 + i, h);
+          for (idx d = 0; d < D; ++d) q[i * Dp + d] = src[d] * q_factor;
+          std::fill(q + i * Dp + D, q + (i + 1) * Dp, 0.0f);
+        }
+        spans[hi] = live > 0 ? intersect(pattern.keys(c, q0, q0 + live), chunk_keys) : key_span{};
+        if (!spans[hi].empty())
+          all = {std::min(all.begin, spans[hi].begin), std::max(all.end, spans[hi].end)};
+      }
+
+      for (idx k0 = all.begin; k0 < all.end; k0 += NB) {
+        const idx k1 = std::min(k0 + NB, all.end);
+        bool any = false;
+        for (idx h = 0; h < Hq; ++h) {
+          const auto hi = static_cast<std::size_t>(h);
+          const key_span part = intersect({k0, k1}, spans[hi]);
+          kinds[hi] = part.empty()
+                          ? tile_kind::none
+                          : pattern.classify(context(base, h), q0, q0 + live, part.begin, part.end);
+          any |= kinds[hi] != tile_kind::none;
+        }
+        if (!any) continue;
+        keys.pack(b, k0, k1 - k0, kbuf, Dp, NB * Dp);
+        values.pack(b, k0, k1 - k0, vbuf, Dvp, NB * Dvp);
+        for (idx h = 0; h < Hq; ++h) {
+          const auto hi = static_cast<std::size_t>(h);
+          if (kinds[hi] == tile_kind::none) continue;
+          const head_ctx c = context(base, h);
+          const key_span part = intersect({k0, k1}, spans[hi]);
+          const idx n = part.end - part.begin, off = part.begin - k0;
+          ScoreTile& t = tiles[hi];
+          decode_scores<A>(qpack + h * rows_max * Dp, live, kbuf + (c.kv_head * NB + off) * Dp, n,
+                           Dp, st);
+          t.transform(st, n);
+          if (Pattern::has_bias || kinds[hi] == tile_kind::partial)
+            apply_pattern(pattern, c, q0, live, part.begin, n, ScoreTile::bias_factor(), st, R);
+          t.weigh(st, n);
+          decode_accumulate<A>(st, live, n, vbuf + (c.kv_head * NB + off) * Dvp, Dvp, t.alpha,
+                               opack + h * rows_max * Dvp);
+        }
+      }
+
+      for (idx h = 0; h < Hq; ++h) {
+        const ScoreTile& t = tiles[static_cast<std::size_t>(h)];
+        for (idx i = 0; i < rows; ++i) {
+          const bool in_length = i < live;
+          const float f = in_length ? t.output_factor(static_cast<int>(i)) : 0.0f;
+          const float lse =
+              in_length ? t.lse(static_cast<int>(i)) : -std::numeric_limits<float>::infinity();
+          const float* o = opack + (h * rows_max + i) * Dvp;
+          float* dst = chunks == 1 ? a.out.row(b, q0 + i, h) : parts.out_of(s, b, h, q0 + i, chunk);
+          for (idx e = 0; e < Dv; ++e) dst[e] = o[e] * f;
+          if (chunks > 1)
+            parts.lse_of(s, b, h, q0 + i)[chunk] = lse;
+          else if (a.lse)
+            a.lse[(b * Hq + h) * s.seq_q + q0 + i] = lse;
+        }
+      }
+    }
+  };
+  if (workers == 1)
+    body(0);
+  else
+    a.executor.parallel(workers, body);
+  if (chunks > 1) merge_parts<Score::has_lse>(a, parts);
+}
+
+}  // namespace attn::detail

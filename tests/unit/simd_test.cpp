@@ -1,5 +1,6 @@
 // The vector operations of attn/simd/ on the arch under test: exp, exp2, the exponent-bit
 // construction they share, and the horizontal reductions.
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -204,6 +205,24 @@ TEST(SimdReduce, MaxFindsTheMaximumInEveryLane) {
     masked[static_cast<std::size_t>(where)] = 7.0f;
     EXPECT_EQ(simd::reduce_max(from_lanes(masked)), 7.0f) << "maximum in lane " << where;
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SimdReduce, AddEachSumsEveryRowIntoItsOwnLane) {
+  std::array<attn::simd::vec<A>, L> rows;
+  std::array<float, L> lane{};
+  for (int r = 0; r < L; ++r) {
+    for (int i = 0; i < L; ++i) lane[static_cast<std::size_t>(i)] = static_cast<float>(r * 100 + i);
+    rows[static_cast<std::size_t>(r)] = attn::simd::load<A>(lane.data());
+  }
+  std::array<float, L> sums{};
+  attn::simd::store<A>(sums.data(), attn::simd::reduce_add_each(rows.data()));
+  for (int r = 0; r < L; ++r)
+    EXPECT_EQ(sums[static_cast<std::size_t>(r)], static_cast<float>(r * 100 * L + L * (L - 1) / 2))
+        << "row " << r;
 }
 
 }  // namespace

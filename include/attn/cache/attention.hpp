@@ -41,18 +41,20 @@ struct cache_rows {
   }
   void pack(idx b, idx j0, idx n, float* dst, idx ld, idx head_ld) const {
     const idx w = width(), heads = cache->config().heads;
-    const idx length = cache->lengths()[static_cast<std::size_t>(b)];
     for (idx j = j0; j < j0 + n; ++j) {
-      if (j + pack_ahead < length)  // one slot's heads are contiguous in every layout
-        prefetch_bytes(row(cache->row_of(b, j + pack_ahead), 0),
-                       heads * w * static_cast<idx>(sizeof(stored_t<T>)));
       const idx r = cache->row_of(b, j);
       for (idx h = 0; h < heads; ++h) {
-        float* out = dst + h * head_ld + (j - j0) * ld;
+        float* out = dst + (j - j0) * ld + h * head_ld;
         decode_row<T>(row(r, h), scales(r, h), w, out);
-        std::fill(out + w, out + ld, 0.0f);
+        std::fill(out + w, out + head_ld, 0.0f);
       }
     }
+  }
+  void prefetch(idx b, idx j0, idx n) const {
+    const idx length = cache->lengths()[static_cast<std::size_t>(b)];
+    const idx bytes = cache->config().heads * width() * static_cast<idx>(sizeof(stored_t<T>));
+    for (idx j = j0; j < std::min(j0 + n, length); ++j)  // a slot's heads are contiguous
+      prefetch_bytes(row(cache->row_of(b, j), 0), bytes);
   }
 };
 

@@ -52,10 +52,10 @@ inline idx plan_kv_chunks(const problem_shape& s, idx query_blocks, int workers,
   return std::clamp<idx>(wanted, 1, std::max<idx>(1, s.seq_k / decode_min_chunk));
 }
 
-/// st[j·decode_rows + i] = q_i · k_j for KB keys × RB query rows. q rows and k rows are
-/// `width` floats (a multiple of lanes<A>, zero-padded) apart.
+/// st[j·decode_rows + i] = q_i · k_j for KB keys × RB query rows of `width` floats (a multiple
+/// of lanes<A>, zero-padded); q rows are `width` apart, k rows `k_stride`.
 template <class A, int KB, int RB>
-inline void dot_block(const float* q, const float* k, idx width, float* st) {
+inline void dot_block(const float* q, const float* k, idx k_stride, idx width, float* st) {
   constexpr int L = simd::lanes<A>;
   simd::vec<A> acc[KB][RB];
 #pragma GCC unroll 8
@@ -65,7 +65,7 @@ inline void dot_block(const float* q, const float* k, idx width, float* st) {
   for (idx d = 0; d < width; d += L) {
     simd::vec<A> kv[KB];
 #pragma GCC unroll 8
-    for (int j = 0; j < KB; ++j) kv[j] = simd::load<A>(k + j * width + d);
+    for (int j = 0; j < KB; ++j) kv[j] = simd::load<A>(k + j * k_stride + d);
 #pragma GCC unroll 8
     for (int i = 0; i < RB; ++i) {
       const simd::vec<A> qv = simd::load<A>(q + i * width + d);
@@ -73,17 +73,29 @@ inline void dot_block(const float* q, const float* k, idx width, float* st) {
       for (int j = 0; j < KB; ++j) acc[j][i] = simd::fma(qv, kv[j], acc[j][i]);
     }
   }
+  // KB·RB sums, in groups of L reduced together when they fill whole vectors.
+  constexpr int N = KB * RB;
+  alignas(64) float sums[N];
+  if constexpr (N % L == 0) {
+    const simd::vec<A>* flat = &acc[0][0];
+#pragma GCC unroll 8
+    for (int g = 0; g < N / L; ++g)
+      simd::store<A>(sums + g * L, simd::reduce_add_each(flat + g * L));
+  } else {
+#pragma GCC unroll 8
+    for (int n = 0; n < N; ++n) sums[n] = simd::reduce_add(acc[n / RB][n % RB]);
+  }
 #pragma GCC unroll 8
   for (int j = 0; j < KB; ++j)
 #pragma GCC unroll 8
-    for (int i = 0; i < RB; ++i) st[j * decode_rows + i] = simd::reduce_add(acc[j][i]);
+    for (int i = 0; i < RB; ++i) st[j * decode_rows + i] = sums[j * RB + i];
 }
 
 /// Scores of `rows` packed query rows against `keys` packed key rows into Sᵀ [keys × 16]; the
 /// lanes past `rows` are −inf, so the score tile gives them weight 0.
 template <class A>
-inline void decode_scores(const float* q, idx rows, const float* k, idx keys, idx width,
-                          float* st) {
+inline void decode_scores(const float* q, idx rows, const float* k, idx k_stride, idx keys,
+                          idx width, float* st) {
   constexpr int KB = 4, RB = 4;
   if (rows < decode_rows)
     std::fill(st, st + keys * decode_rows, -std::numeric_limits<float>::infinity());
@@ -92,19 +104,22 @@ inline void decode_scores(const float* q, idx rows, const float* k, idx keys, id
     simd::detail::with_rows<RB + 1>(rb, [&]<int R>() {
       idx j = 0;
       for (; j + KB <= keys; j += KB)
-        dot_block<A, KB, R>(q + i * width, k + j * width, width, st + j * decode_rows + i);
+        dot_block<A, KB, R>(q + i * width, k + j * k_stride, k_stride, width,
+                            st + j * decode_rows + i);
       if (j < keys)
         simd::detail::with_rows<KB>(static_cast<int>(keys - j), [&]<int K>() {
-          dot_block<A, K, R>(q + i * width, k + j * width, width, st + j * decode_rows + i);
+          dot_block<A, K, R>(q + i * width, k + j * k_stride, k_stride, width,
+                             st + j * decode_rows + i);
         });
     });
   }
 }
 
-/// o[:] = α·o[:] + Σ_j p[j·16]·v_j[:] over VB vectors of one output row.
+/// o[:] = α·o[:] + Σ_j p[j·16]·v_j[:] over VB vectors of one output row; v rows `v_stride`
+/// floats apart.
 template <class A, int VB>
-inline void accumulate_row_block(const float* p, idx keys, const float* v, idx width, float alpha,
-                                 float* o) {
+inline void accumulate_row_block(const float* p, idx keys, const float* v, idx v_stride,
+                                 float alpha, float* o) {
   constexpr int L = simd::lanes<A>;
   simd::vec<A> acc[VB];
   const simd::vec<A> a = simd::splat<A>(alpha);
@@ -114,25 +129,26 @@ inline void accumulate_row_block(const float* p, idx keys, const float* v, idx w
     const simd::vec<A> w = simd::splat<A>(p[j * decode_rows]);
 #pragma GCC unroll 8
     for (int x = 0; x < VB; ++x)
-      acc[x] = simd::fma(w, simd::load<A>(v + j * width + x * L), acc[x]);
+      acc[x] = simd::fma(w, simd::load<A>(v + j * v_stride + x * L), acc[x]);
   }
 #pragma GCC unroll 8
   for (int x = 0; x < VB; ++x) simd::store<A>(o + x * L, acc[x]);
 }
 
-/// O[i, :] = α_i·O[i, :] + Σ_j Pᵀ[j, i]·V[j, :] for rows i < rows; O and V rows `width` floats.
+/// O[i, :] = α_i·O[i, :] + Σ_j Pᵀ[j, i]·V[j, :] for rows i < rows; O rows `width` floats apart,
+/// V rows `v_stride`.
 template <class A>
-inline void decode_accumulate(const float* pt, idx rows, idx keys, const float* v, idx width,
-                              const float* alpha, float* o) {
+inline void decode_accumulate(const float* pt, idx rows, idx keys, const float* v, idx v_stride,
+                              idx width, const float* alpha, float* o) {
   constexpr int L = simd::lanes<A>, VB = 8;  // 8 independent FMA chains hide the FMA latency
   for (idx i = 0; i < rows; ++i) {
     float* orow = o + i * width;
     idx e = 0;
     for (; e + VB * L <= width; e += VB * L)
-      accumulate_row_block<A, VB>(pt + i, keys, v + e, width, alpha[i], orow + e);
+      accumulate_row_block<A, VB>(pt + i, keys, v + e, v_stride, alpha[i], orow + e);
     if (e < width)
       simd::detail::with_rows<VB>(static_cast<int>((width - e) / L), [&]<int X>() {
-        accumulate_row_block<A, X>(pt + i, keys, v + e, width, alpha[i], orow + e);
+        accumulate_row_block<A, X>(pt + i, keys, v + e, v_stride, alpha[i], orow + e);
       });
   }
 }
@@ -209,6 +225,10 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
   const idx Dp = (D + L - 1) / L * L, Dvp = (Dv + L - 1) / L * L;  // lane-padded row widths
   const idx rows_max = std::min(R, s.seq_q);  // query rows per head a worker holds
   const idx NB = decode_block_keys(Hkv, Dp + Dvp);
+  // A packed block keeps the memory's order, one key's heads after each other, so that packing
+  // is a sequential copy; one cache line of padding per key staggers the rows of one head over
+  // the L1 sets (at 8 heads × 128 floats they would be 4 KiB apart: all in the same few sets).
+  const idx kld = Hkv * Dp + 16, vld = Hkv * Dvp + 16;
   const int workers = static_cast<int>(std::min<idx>(a.workers, items));
 
   split_parts parts;
@@ -221,18 +241,19 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
   std::atomic<idx> next{0};
   auto body = [&](int) {
     aligned_floats buffer(
-        static_cast<std::size_t>(Hq * rows_max * (Dp + Dvp) + Hkv * NB * (Dp + Dvp) + NB * R));
-    float* qpack = buffer.get();                // [Hq][rows_max][Dp]: scaled query rows
-    float* opack = qpack + Hq * rows_max * Dp;  // [Hq][rows_max][Dvp]: accumulators
-    float* kbuf = opack + Hq * rows_max * Dvp;  // [Hkv][NB][Dp]
-    float* vbuf = kbuf + Hkv * NB * Dp;         // [Hkv][NB][Dvp]
-    float* st = vbuf + Hkv * NB * Dvp;          // Sᵀ / Pᵀ [NB][R]
+        static_cast<std::size_t>(Hq * rows_max * (Dp + Dvp) + NB * (kld + vld) + NB * R));
+    float* qpack = buffer.get();                // [Hq][live][Dp]: scaled query rows
+    float* opack = qpack + Hq * rows_max * Dp;  // [Hq][live][Dvp]: accumulators
+    float* kbuf = opack + Hq * rows_max * Dvp;  // [NB][kld]: key j, head h at j·kld + h·Dp
+    float* vbuf = kbuf + NB * kld;              // [NB][vld]
+    float* st = vbuf + NB * vld;                // Sᵀ / Pᵀ [NB][R]
     std::vector<ScoreTile> tiles;
     tiles.reserve(static_cast<std::size_t>(Hq));
     for (idx h = 0; h < Hq; ++h) tiles.emplace_back(score, a.scale);
-    std::vector<key_span> spans(static_cast<std::size_t>(Hq));
+    std::vector<key_span> spans(static_cast<std::size_t>(Hq)), parts_of(spans);
     std::vector<tile_kind> kinds(static_cast<std::size_t>(Hq));
     const float q_factor = tiles[0].q_factor();
+    constexpr float neg_inf = -std::numeric_limits<float>::infinity();
     auto context = [&](head_ctx c, idx h) {
       c.head = h;
       c.kv_head = h / group;
@@ -255,20 +276,27 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
       const idx per_chunk = (base.seq_k + chunks - 1) / chunks;
       const key_span chunk_keys{std::min(chunk * per_chunk, base.seq_k),
                                 std::min((chunk + 1) * per_chunk, base.seq_k)};
+      // A tile holds the `live` query rows of up to `span` heads of one KV group side by side
+      // (lane (h − h0)·live + i), so that one vector of softmax state serves several heads and
+      // one key row load serves all their dot products.
+      const idx span = live > 0 ? std::min(group, R / live) : 1;
+      const idx tiles_per_kv = (group + span - 1) / span;
 
       key_span all{chunk_keys.end, chunk_keys.begin};
-      for (idx h = 0; h < Hq; ++h) {
+      for (idx h = 0; h < Hq && live > 0; ++h) {
         const auto hi = static_cast<std::size_t>(h);
         const head_ctx c = context(base, h);
-        tiles[hi].begin(c, chunk == 0);
-        float* q = qpack + h * rows_max * Dp;
-        std::fill(opack + h * rows_max * Dvp, opack + (h + 1) * rows_max * Dvp, 0.0f);
+        const idx g = h % group;
+        tiles[static_cast<std::size_t>(c.kv_head * tiles_per_kv + g / span)].begin_rows(
+            c, static_cast<int>(g % span * live), static_cast<int>(live), chunk == 0);
+        float* q = qpack + h * live * Dp;
+        std::fill(opack + h * live * Dvp, opack + (h + 1) * live * Dvp, 0.0f);
         for (idx i = 0; i < live; ++i) {
           const float* src = a.q.row(b, q0 + i, h);
           for (idx d = 0; d < D; ++d) q[i * Dp + d] = src[d] * q_factor;
           std::fill(q + i * Dp + D, q + (i + 1) * Dp, 0.0f);
         }
-        spans[hi] = live > 0 ? intersect(pattern.keys(c, q0, q0 + live), chunk_keys) : key_span{};
+        spans[hi] = intersect(pattern.keys(c, q0, q0 + live), chunk_keys);
         if (!spans[hi].empty())
           all = {std::min(all.begin, spans[hi].begin), std::max(all.end, spans[hi].end)};
       }
@@ -278,43 +306,81 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
         bool any = false;
         for (idx h = 0; h < Hq; ++h) {
           const auto hi = static_cast<std::size_t>(h);
-          const key_span part = intersect({k0, k1}, spans[hi]);
-          kinds[hi] = part.empty()
-                          ? tile_kind::none
-                          : pattern.classify(context(base, h), q0, q0 + live, part.begin, part.end);
+          parts_of[hi] = intersect({k0, k1}, spans[hi]);
+          kinds[hi] = parts_of[hi].empty() ? tile_kind::none
+                                           : pattern.classify(context(base, h), q0, q0 + live,
+                                                              parts_of[hi].begin, parts_of[hi].end);
           any |= kinds[hi] != tile_kind::none;
         }
         if (!any) continue;
-        keys.pack(b, k0, k1 - k0, kbuf, Dp, NB * Dp);
-        values.pack(b, k0, k1 - k0, vbuf, Dvp, NB * Dvp);
-        for (idx h = 0; h < Hq; ++h) {
-          const auto hi = static_cast<std::size_t>(h);
-          if (kinds[hi] == tile_kind::none) continue;
-          const head_ctx c = context(base, h);
-          const key_span part = intersect({k0, k1}, spans[hi]);
-          const idx n = part.end - part.begin, off = part.begin - k0;
-          ScoreTile& t = tiles[hi];
-          decode_scores<A>(qpack + h * rows_max * Dp, live, kbuf + (c.kv_head * NB + off) * Dp, n,
-                           Dp, st);
-          t.transform(st, n);
-          if (Pattern::has_bias || kinds[hi] == tile_kind::partial)
-            apply_pattern(pattern, c, q0, live, part.begin, n, ScoreTile::bias_factor(), st, R);
-          t.weigh(st, n);
-          decode_accumulate<A>(st, live, n, vbuf + (c.kv_head * NB + off) * Dvp, Dvp, t.alpha,
-                               opack + h * rows_max * Dvp);
-        }
+        keys.pack(b, k0, k1 - k0, kbuf, kld, Dp);
+        values.pack(b, k0, k1 - k0, vbuf, vld, Dvp);
+        const idx next_n = std::min(NB, all.end - k1), tiles_n = Hkv * tiles_per_kv;
+        for (idx kvh = 0; kvh < Hkv; ++kvh)
+          for (idx t = 0; t < tiles_per_kv; ++t) {
+            // This tile's share of the next block's prefetches (kv_source.hpp says why).
+            const idx ti = kvh * tiles_per_kv + t;
+            const idx from = k1 + ti * next_n / tiles_n, to = k1 + (ti + 1) * next_n / tiles_n;
+            keys.prefetch(b, from, to - from);
+            values.prefetch(b, from, to - from);
+            const idx h0 = kvh * group + t * span, h1 = std::min(h0 + span, (kvh + 1) * group);
+            // The keys of this block any head of the tile sees, and whether all see all of them.
+            key_span part{k1, k0};
+            bool uniform = true;
+            for (idx h = h0; h < h1; ++h) {
+              const auto hi = static_cast<std::size_t>(h);
+              if (kinds[hi] == tile_kind::none) continue;
+              part = {std::min(part.begin, parts_of[hi].begin),
+                      std::max(part.end, parts_of[hi].end)};
+            }
+            if (part.empty()) continue;
+            for (idx h = h0; h < h1; ++h) {
+              const auto hi = static_cast<std::size_t>(h);
+              uniform &= kinds[hi] == tile_kind::full && parts_of[hi].begin == part.begin &&
+                         parts_of[hi].end == part.end;
+            }
+            const idx n = part.end - part.begin, off = part.begin - k0;
+            ScoreTile& tile = tiles[static_cast<std::size_t>(kvh * tiles_per_kv + t)];
+            decode_scores<A>(qpack + h0 * live * Dp, (h1 - h0) * live, kbuf + off * kld + kvh * Dp,
+                             kld, n, Dp, st);
+            tile.transform(st, n);
+            if (Pattern::has_bias || !uniform)
+              for (idx h = h0; h < h1; ++h) {
+                const auto hi = static_cast<std::size_t>(h);
+                float* lanes = st + (h - h0) * live;
+                const key_span mine =
+                    kinds[hi] == tile_kind::none ? key_span{part.begin, part.begin} : parts_of[hi];
+                for (idx j = part.begin; j < part.end; ++j)  // keys this head does not see
+                  if (j < mine.begin || j >= mine.end)
+                    std::fill(lanes + (j - part.begin) * R, lanes + (j - part.begin) * R + live,
+                              neg_inf);
+                if (!mine.empty() && (Pattern::has_bias || kinds[hi] == tile_kind::partial))
+                  apply_pattern(pattern, context(base, h), q0, live, mine.begin,
+                                mine.end - mine.begin, ScoreTile::bias_factor(),
+                                lanes + (mine.begin - part.begin) * R, R);
+              }
+            tile.weigh(st, n);
+            decode_accumulate<A>(st, (h1 - h0) * live, n, vbuf + off * vld + kvh * Dvp, vld, Dvp,
+                                 tile.alpha, opack + h0 * live * Dvp);
+          }
       }
 
       for (idx h = 0; h < Hq; ++h) {
-        const ScoreTile& t = tiles[static_cast<std::size_t>(h)];
+        const idx g = h % group;
+        const ScoreTile& tile =
+            tiles[static_cast<std::size_t>(h / group * tiles_per_kv + g / span)];
         for (idx i = 0; i < rows; ++i) {
           const bool in_length = i < live;
-          const float f = in_length ? t.output_factor(static_cast<int>(i)) : 0.0f;
-          const float lse =
-              in_length ? t.lse(static_cast<int>(i)) : -std::numeric_limits<float>::infinity();
-          const float* o = opack + (h * rows_max + i) * Dvp;
+          const int lane = static_cast<int>(g % span * live + i);
+          const float f = in_length ? tile.output_factor(lane) : 0.0f;
+          const float lse = in_length ? tile.lse(lane) : neg_inf;
           float* dst = chunks == 1 ? a.out.row(b, q0 + i, h) : parts.out_of(s, b, h, q0 + i, chunk);
-          for (idx e = 0; e < Dv; ++e) dst[e] = o[e] * f;
+          if (in_length) {
+            const float* o = opack + (h * live + i) * Dvp;
+            for (idx e = 0; e < Dv; ++e) dst[e] = o[e] * f;
+          } else {
+            std::fill(dst, dst + Dv, 0.0f);
+          }
           if (chunks > 1)
             parts.lse_of(s, b, h, q0 + i)[chunk] = lse;
           else if (a.lse)

@@ -11,15 +11,17 @@
 // A row source S has:
 //   idx width() const;                                   floats per row (head_dim)
 //   void pack(idx b, idx j0, idx n, float* dst, idx ld, idx head_ld) const;
-//       rows j0 .. j0+n−1 of batch b, every head h, into dst + h·head_ld + (j − j0)·ld, the
-//       ld − width() padding floats of each row set to 0
+//       rows j0 .. j0+n−1 of batch b, every head h, into dst + (j − j0)·ld + h·head_ld, the
+//       head_ld − width() padding floats after each row set to 0
+//   void prefetch(idx b, idx j0, idx n) const;
+//       a hint to bring rows j0 .. j0+n−1 (every head; rows past the end are ignored) to L2
 // A block is packed for all KV heads at once because that is the order of the memory: in the
 // [batch, seq, heads, head_dim] layout one key's heads are contiguous, so a block of keys is
 // one contiguous stretch, which streams at full bandwidth, where one head's rows alone would be
 // 512-byte pieces 4 KiB apart — a page each, past the reach of the hardware prefetchers.
-// While it copies a row, pack asks for the row pack_ahead keys further: one prefetch per line
-// copied keeps a steady number of misses in flight (a burst of a whole block's prefetches
-// would fill the miss queues and stall the copy behind them).
+// The decode loop spreads the prefetches of the next block over the computation of the
+// current one: a burst of a whole block's prefetches would fill the miss queues and stall
+// the core behind them, and none at all would leave the memory idle while it computes.
 #pragma once
 
 #include <algorithm>
@@ -29,9 +31,6 @@
 #include "attn/tensor.hpp"
 
 namespace attn::detail {
-
-/// Keys ahead of the one being packed whose rows are requested from memory.
-inline constexpr idx pack_ahead = 8;
 
 /// Asks for `bytes` bytes from `first` to be brought into L2 (a hint: no fault, no effect).
 inline void prefetch_bytes(const void* first, idx bytes) {
@@ -53,17 +52,27 @@ struct strided_rows {
   idx width() const { return t.head_dim(); }
   void pack(idx b, idx j0, idx n, float* dst, idx ld, idx head_ld) const {
     const idx w = width();
-    const auto row_bytes = static_cast<idx>(sizeof(float)) * w;
+    const idx heads = t.heads();
+    // One key's heads in one piece when they are contiguous and need no padding.
+    const bool whole_key = t.strides[2] == w && head_ld == w;
     for (idx j = j0; j < j0 + n; ++j) {
-      const bool ahead = j + pack_ahead < t.seq();
-      for (idx h = 0; h < t.heads(); ++h) {
-        if (ahead) prefetch_bytes(t.row(b, j + pack_ahead, h), row_bytes);
+      float* key = dst + (j - j0) * ld;
+      if (whole_key) {
+        const float* src = t.row(b, j, 0);
+        std::copy(src, src + heads * w, key);
+        continue;
+      }
+      for (idx h = 0; h < heads; ++h) {
         const float* src = t.row(b, j, h);
-        float* row = dst + h * head_ld + (j - j0) * ld;
-        std::copy(src, src + w, row);
-        std::fill(row + w, row + ld, 0.0f);
+        std::copy(src, src + w, key + h * head_ld);
+        std::fill(key + h * head_ld + w, key + (h + 1) * head_ld, 0.0f);
       }
     }
+  }
+  void prefetch(idx b, idx j0, idx n) const {
+    const idx bytes = static_cast<idx>(sizeof(float)) * width();
+    for (idx j = j0; j < std::min(j0 + n, t.seq()); ++j)
+      for (idx h = 0; h < t.heads(); ++h) prefetch_bytes(t.row(b, j, h), bytes);
   }
 };
 

@@ -39,6 +39,7 @@
 // softcap > 0: s = softcap · tanh(s / softcap) before any bias, as for softmax.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -93,8 +94,8 @@ struct sigmoid_tile {
 
   const sigmoid& params;
   float scale;
-  float beta = 0.0f;           // β of the current (batch, head)
-  alignas(64) float alpha[M];  // always 1: nothing accumulated is ever rescaled
+  alignas(64) float offset[M];  // −β·log2 e of each row's (batch, head)
+  alignas(64) float alpha[M];   // always 1: nothing accumulated is ever rescaled
 
   sigmoid_tile(const sigmoid& p, float logit_scale) : params(p), scale(logit_scale) {
     for (float& a : alpha) a = 1.0f;
@@ -108,13 +109,17 @@ struct sigmoid_tile {
 
   /// Selects β for this (batch, head): the scalar, the head's entry, or −ln(key length).
   /// first_part: see softmax_tile::begin; sigmoid has no row-level term, parts simply add.
-  void begin(const head_ctx& c, bool /*first_part*/ = true) {
+  void begin(const head_ctx& c, bool first_part = true) { begin_rows(c, 0, M, first_part); }
+  /// Starts rows [first, first + count) only, as rows of head c.head (see softmax_tile).
+  void begin_rows(const head_ctx& c, int first, int count, bool /*first_part*/ = true) {
+    float beta = 0.0f;
     if (params.bias)
       beta = *params.bias;
     else if (!params.head_bias.empty())
       beta = params.head_bias[static_cast<std::size_t>(c.head)];
     else  // n = 0: no key is visible and β is never used; 0 keeps it finite
       beta = c.seq_k > 0 ? -std::log(static_cast<float>(c.seq_k)) : 0.0f;
+    std::fill(offset + first, offset + first + count, -beta * log2e);
   }
 
   /// Raw tile logits (Q pre-multiplied by q_factor) → logits, before masks and biases.
@@ -134,18 +139,21 @@ struct sigmoid_tile {
   /// Logits → weights σ(s + β) in place. No state, no α: every element on its own.
   void weigh(float* st, idx keys) const {
     using V = simd::vec<A>;
-    const V minus_log2e = simd::splat<A>(-log2e), offset = simd::splat<A>(-beta * log2e);
+    const V minus_log2e = simd::splat<A>(-log2e);
     const V one = simd::splat<A>(1.0f),
             inf = simd::splat<A>(std::numeric_limits<float>::infinity());
     // y ≤ 126 keeps σ ≥ FLT_MIN; beyond (and at y = +inf, a masked key) the denominator is made
     // +inf, so that the weight is exactly 0 and no division ever yields a denormal (a slow path
     // on x86: 3× the time of a whole tile when every key is masked). A NaN logit stays NaN.
     const V last = simd::splat<A>(126.0f);
-    for (idx n = 0; n < keys * QV; ++n) {
-      float* p = st + n * L;
-      const V y = simd::fma(simd::load<A>(p), minus_log2e, offset);  // −(s + β)·log2 e
-      simd::store<A>(p, one / simd::select(y > last, inf, one + simd::exp2(y)));
-    }
+    V offsets[QV];
+    for (int v = 0; v < QV; ++v) offsets[v] = simd::load<A>(offset + v * L);
+    for (idx j = 0; j < keys; ++j)
+      for (int v = 0; v < QV; ++v) {
+        float* p = st + j * M + v * L;
+        const V y = simd::fma(simd::load<A>(p), minus_log2e, offsets[v]);  // −(s + β)·log2 e
+        simd::store<A>(p, one / simd::select(y > last, inf, one + simd::exp2(y)));
+      }
   }
 
   /// Factor the accumulated output of query i is multiplied by: 1, sigmoid does not normalise.

@@ -72,11 +72,14 @@ struct softmax_tile {
   /// Starts a row set. first_part = false for the later key chunks of a split-KV row: a sink is
   /// a term of the whole row's denominator, so only the first part counts it (the LSE merge of
   /// the parts then counts it exactly once).
-  void begin(const head_ctx& c, bool first_part = true) {
+  void begin(const head_ctx& c, bool first_part = true) { begin_rows(c, 0, M, first_part); }
+  /// Starts rows [first, first + count) only, as rows of head c.head: split-KV decoding puts
+  /// the query heads of one KV group side by side in a tile.
+  void begin_rows(const head_ctx& c, int first, int count, bool first_part = true) {
     const bool sink = first_part && !params.sinks.empty();
     const float m0 = sink ? params.sinks[static_cast<std::size_t>(c.head)] * log2e
                           : -std::numeric_limits<float>::infinity();
-    for (int i = 0; i < M; ++i) {
+    for (int i = first; i < first + count; ++i) {
       max[i] = m0;
       sum[i] = sink ? 1.0f : 0.0f;
     }

@@ -1,7 +1,9 @@
 // attn_demo — the README's first command runs this. It measures the machine's FMA peak, checks
 // the fused kernel against the double-precision reference, then times softmax attention
 // variants on one workload and prints each as GFLOP/s, as a fraction of the peak and against
-// the plain Eigen composition (Q·Kᵀ GEMM, row softmax, ·V GEMM) of the same work.
+// the plain Eigen composition (Q·Kᵀ GEMM, row softmax, ·V GEMM) of the same work; then
+// generates tokens one at a time against a KV cache (fp32, bf16, q8_0) and prints tokens/s and
+// the cache's read rate against the machine's bandwidth.
 //
 //   attn_demo [seq_len [head_dim]]        default: 2048 64 (B=1, H=8)
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <attn/attn.hpp>
@@ -81,6 +84,54 @@ double reference_check() {
   for (long i = 0; i < out.size(); ++i)
     worst = std::max(worst, std::abs(static_cast<double>(out.data()[i]) - ref.out.data()[i]));
   return worst;
+}
+
+/// DRAM read bandwidth of one thread, GB/s: sums of a 256 MiB buffer, best of 3.
+double read_bandwidth_gbps() {
+  std::vector<float> buffer(std::size_t{64} << 20, 1.0f);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = clock_type::now();
+    float sums[8] = {};
+    for (std::size_t i = 0; i + 8 <= buffer.size(); i += 8)
+      for (int u = 0; u < 8; ++u) sums[u] += buffer[i + static_cast<std::size_t>(u)];
+    const double s = seconds_since(t0);
+    best = std::max(best, static_cast<double>(buffer.size() * sizeof(float)) / s * 1e-9);
+    if (sums[0] == 0.5f) std::puts("");  // keep the sums alive
+  }
+  return best;
+}
+
+/// Token-by-token generation against a KV cache of element type T: a prompt of `context`
+/// tokens, then `steps` tokens each appended and attended to (one query per head, GQA 32:8,
+/// D = 128). Prints tokens/s and the K/V bytes read per second against the bandwidth.
+template <class T>
+void decode_demo(long context, int steps, int threads, double bandwidth) {
+  constexpr long heads_q = 32, heads_kv = 8, d = 128;
+  std::mt19937 gen(3);
+  attn::kv_cache<T> cache(
+      {.batch = 1, .capacity = context + steps, .heads = heads_kv, .head_dim = d});
+  cache.append(random_tensor(gen, 1, context, heads_kv, d),
+               random_tensor(gen, 1, context, heads_kv, d));
+  const auto q = random_tensor(gen, 1, 1, heads_q, d);
+  const auto k = random_tensor(gen, 1, 1, heads_kv, d);
+  const auto v = random_tensor(gen, 1, 1, heads_kv, d);
+  attn::tensor4<float> out(1, 1, heads_q, d);
+  attn::options opt;
+  opt.threads = threads;
+  const auto t0 = clock_type::now();
+  for (int step = 0; step < steps; ++step) {
+    cache.append(k, v);
+    attn::attention(q, cache, out, attn::softmax{}, attn::causal{}, opt);
+  }
+  const double s = seconds_since(t0);
+  const double per_value = std::is_same_v<T, attn::q8_0>
+                               ? 1.0 + 4.0 / 32.0
+                               : static_cast<double>(sizeof(attn::detail::stored_t<T>));
+  const double bytes = static_cast<double>(context + steps / 2) * heads_kv * 2 * d * per_value;
+  const double gbps = bytes * steps / s * 1e-9;
+  std::printf("| %-6s | %7d | %8.0f | %6.1f | %6.1f %% |\n", attn::detail::element_name<T>(),
+              threads, steps / s, gbps, 100.0 * gbps / bandwidth);
 }
 
 }  // namespace
@@ -173,5 +224,20 @@ int main(int argc, char** argv) {
   }
   std::printf("\nUseful FLOPs: 4*Nq*Nk*D per head over the visible pairs (causal: half).\n");
   std::printf("vs Eigen: time of the plain Eigen composition (one thread) / time of attn.\n");
+
+  // Decoding is memory-bound: what counts is how fast the cache streams.
+  const long context = 8 * n;
+  const double bandwidth = read_bandwidth_gbps();
+  std::printf("\nDecoding: 1 query per head, GQA 32:8, D=128, KV cache of %ld tokens, 32 steps\n",
+              context);
+  std::printf("(read bandwidth of one thread, measured now: %.1f GB/s)\n\n", bandwidth);
+  std::printf("| cache  | threads | tokens/s |   GB/s | %% of bw  |\n");
+  std::printf("|--------|--------:|---------:|-------:|---------:|\n");
+  for (int threads : {1, all}) {
+    decode_demo<float>(context, 32, threads, bandwidth);
+    decode_demo<Eigen::bfloat16>(context, 32, threads, bandwidth);
+    decode_demo<attn::q8_0>(context, 32, threads, bandwidth);
+    if (all == 1) break;
+  }
   return 0;
 }

@@ -16,6 +16,7 @@ using attn::cache_layout;
 using attn::idx;
 using attn::kv_cache;
 using attn::kv_cache_config;
+using attn::test::bad_input::expect_error;
 using attn::test::bad_input::filled;
 using attn::test::bad_input::has_token;
 using attn::test::bad_input::out_sentinel;
@@ -30,18 +31,6 @@ kv_cache_config small(cache_layout layout = cache_layout::contiguous) {
           .layout = layout,
           .sink_tokens = 2,
           .page_size = 4};
-}
-
-/// Runs f, expects an attn::error naming every token.
-template <class F>
-void expect_error(F&& f, const std::vector<std::string>& tokens) {
-  try {
-    f();
-    ADD_FAILURE() << "no attn::error thrown";
-  } catch (const attn::error& e) {
-    for (const std::string& token : tokens)
-      EXPECT_TRUE(has_token(e.what(), token)) << "'" << token << "' not in: " << e.what();
-  }
 }
 
 template <class T>

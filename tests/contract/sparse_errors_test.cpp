@@ -18,21 +18,6 @@ using attn::idx;
 using namespace attn::test::bad_input;
 using call = attn::test::bad_input::call<attn::softmax>;
 
-/// Runs f, expects attn::error naming every token.
-template <class F>
-void expect_error(F&& f, const std::vector<std::string>& tokens) {
-  try {
-    f();
-    ADD_FAILURE() << "no attn::error thrown";
-  } catch (const attn::error& e) {
-    const std::string message = e.what();
-    for (const std::string& token : tokens)
-      EXPECT_TRUE(has_token(message, token)) << "message \"" << message << "\" lacks " << token;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw something else than attn::error: " << e.what();
-  }
-}
-
 /// attention() with the layout throws attn::error naming the tokens and leaves out and lse
 /// untouched; the reference throws too.
 void expect_rejected(const attn::block_layout& layout, const std::vector<std::string>& tokens) {

@@ -65,15 +65,11 @@ inline bool has_token(const std::string& text, const std::string& token) {
   return false;
 }
 
-/// Runs the call with `pattern` (LSE requested when c.with_lse), expects an attn::error whose
-/// message names every token, and out and lse still holding their sentinels.
-template <class Score, class Pattern = dense>
-void expect_kernel_rejects(call<Score> c, const std::vector<std::string>& tokens,
-                           const Pattern& pattern = {}) {
-  c.lse.setConstant(lse_sentinel);
-  if (c.with_lse) c.opt.lse = lse_map(c.lse.data(), c.lse.dimensions());
+/// Runs f (any call), expects an attn::error whose message names every token.
+template <class F>
+void expect_error(F&& f, const std::vector<std::string>& tokens) {
   try {
-    attention(c.q, c.k, c.v, c.out, c.score, pattern, c.opt);
+    f();
     ADD_FAILURE() << "no attn::error thrown";
   } catch (const error& e) {
     const std::string message = e.what();
@@ -82,6 +78,16 @@ void expect_kernel_rejects(call<Score> c, const std::vector<std::string>& tokens
   } catch (const std::exception& e) {
     ADD_FAILURE() << "threw something else than attn::error: " << e.what();
   }
+}
+
+/// Runs the call with `pattern` (LSE requested when c.with_lse), expects an attn::error whose
+/// message names every token, and out and lse still holding their sentinels.
+template <class Score, class Pattern = dense>
+void expect_kernel_rejects(call<Score> c, const std::vector<std::string>& tokens,
+                           const Pattern& pattern = {}) {
+  c.lse.setConstant(lse_sentinel);
+  if (c.with_lse) c.opt.lse = lse_map(c.lse.data(), c.lse.dimensions());
+  expect_error([&] { attention(c.q, c.k, c.v, c.out, c.score, pattern, c.opt); }, tokens);
   idx out_changed = 0, lse_changed = 0;
   for (idx n = 0; n < c.out.size(); ++n) out_changed += c.out.data()[n] != out_sentinel;
   for (idx n = 0; n < c.lse.size(); ++n) lse_changed += c.lse.data()[n] != lse_sentinel;

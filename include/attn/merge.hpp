@@ -7,12 +7,32 @@
 // A side with L = −inf saw no key and contributes nothing; both −inf gives O = 0, L = −inf.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "attn/tensor.hpp"
 
 namespace attn {
+
+namespace detail {
+
+/// The weights e^{L_c − L} of n parts with log-sum-exps lse[0..n) and their merged
+/// L = log Σ_c e^{L_c} (returned). Parts with L_c = −inf saw no key and weigh 0; when all do,
+/// every weight is 0 and L = −inf.
+inline float lse_merge_weights(const float* lse, idx n, float* weights) {
+  const float top = *std::max_element(lse, lse + n);
+  if (top == -std::numeric_limits<float>::infinity()) {
+    std::fill(weights, weights + n, 0.0f);
+    return top;
+  }
+  float total = 0.0f;
+  for (idx c = 0; c < n; ++c) total += weights[c] = std::exp(lse[c] - top);
+  for (idx c = 0; c < n; ++c) weights[c] /= total;
+  return top + std::log(total);
+}
+
+}  // namespace detail
 
 /// Merges (out_b, lse_b) into (out_a, lse_a) in place. out: [batch, seq_q, heads, head_dim_v],
 /// lse: [batch, heads, seq_q].
@@ -37,17 +57,16 @@ void merge(OA& out_a, LA& lse_a, const OB& out_b, const LB& lse_b) {
     for (idx h = 0; h < a.dims[2]; ++h)
       for (idx i = 0; i < a.dims[1]; ++i) {
         const idx l = (bt * a.dims[2] + h) * a.dims[1] + i;
-        const float m = std::max(la[l], lb[l]);
+        const float both[2] = {la[l], lb[l]};
+        float w[2];
+        la[l] = detail::lse_merge_weights(both, 2, w);
         float* oa = a.row(bt, i, h);
         const float* ob = b.row(bt, i, h);
-        if (m == neg_inf) {
+        if (la[l] == neg_inf) {
           std::fill(oa, oa + a.dims[3], 0.0f);
           continue;
         }
-        const float wa = std::exp(la[l] - m), wb = std::exp(lb[l] - m);
-        const float inv = 1.0f / (wa + wb);
-        for (idx e = 0; e < a.dims[3]; ++e) oa[e] = (wa * oa[e] + wb * ob[e]) * inv;
-        la[l] = m + std::log(wa + wb);
+        for (idx e = 0; e < a.dims[3]; ++e) oa[e] = w[0] * oa[e] + w[1] * ob[e];
       }
 }
 

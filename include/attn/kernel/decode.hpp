@@ -31,6 +31,7 @@
 #include "attn/kernel/kv_source.hpp"
 #include "attn/kernel/prefill.hpp"
 #include "attn/kernel/workspace.hpp"
+#include "attn/merge.hpp"
 #include "attn/options.hpp"
 #include "attn/simd/microkernel.hpp"
 
@@ -170,31 +171,22 @@ struct split_parts {
 template <bool Normalised>
 void merge_parts(const prefill_args& a, split_parts& parts) {
   const problem_shape& s = a.shape;
-  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  std::vector<float> weights(static_cast<std::size_t>(parts.chunks), 1.0f);  // sigmoid: sum
   for (idx b = 0; b < s.batch; ++b)
     for (idx h = 0; h < s.heads_q; ++h)
       for (idx i = 0; i < s.seq_q; ++i) {
         float* orow = a.out.row(b, i, h);
         std::fill(orow, orow + s.head_dim_v, 0.0f);
-        const float* lse = parts.lse_of(s, b, h, i);
-        float total = 1.0f, top = 0.0f;
         if constexpr (Normalised) {
-          top = *std::max_element(lse, lse + parts.chunks);
-          total = 0.0f;
-          if (top != neg_inf)
-            for (idx c = 0; c < parts.chunks; ++c) total += std::exp(lse[c] - top);
+          const float lse =
+              lse_merge_weights(parts.lse_of(s, b, h, i), parts.chunks, weights.data());
+          if (a.lse) a.lse[(b * s.heads_q + h) * s.seq_q + i] = lse;
         }
         for (idx c = 0; c < parts.chunks; ++c) {
-          float w = 1.0f;
-          if constexpr (Normalised) {
-            if (total == 0.0f) break;
-            w = std::exp(lse[c] - top) / total;
-          }
+          const float w = weights[static_cast<std::size_t>(c)];
           const float* part = parts.out_of(s, b, h, i, c);
           for (idx e = 0; e < s.head_dim_v; ++e) orow[e] += w * part[e];
         }
-        if (a.lse)
-          a.lse[(b * s.heads_q + h) * s.seq_q + i] = total > 0.0f ? top + std::log(total) : neg_inf;
       }
 }
 

@@ -242,4 +242,13 @@ TEST(AttentionErrors, Threads) {
   expect_rejected(c, {"threads", "-1"});
 }
 
+TEST(AttentionErrors, KvSplits) {
+  for (attn::kernel_path path : {attn::kernel_path::split_kv, attn::kernel_path::automatic}) {
+    call c;
+    c.opt.path = path;
+    c.opt.kv_splits = -2;
+    expect_rejected(c, {"kv_splits", "-2"});
+  }
+}
+
 }  // namespace

@@ -1,56 +1,35 @@
 // attn's softmax and sigmoid attention (the fused loop with each score function) through the
-// public API, on the same shapes so that the report puts them side by side; counter GFLOPS on
-// useful FLOPs (4·Nq·Nk·d per head over the visible pairs):
+// public API, on the same shapes so that the report puts them side by side. Registered with
+// attn/bench/variants.hpp, the header users benchmark their own variant sets with:
 //   <softmax|sigmoid>/<dense|causal>/B:1/H:8/N:2048/D:64/threads:1   and N:4096/D:128
 //   <softmax|sigmoid>/window512/B:1/H:8/N:8192/D:64/threads:1        window{left = 511, right = 0}
 //   <softmax|sigmoid>/dense/B:1/H:8/N:2048/D:64/threads:<all>        all hardware threads
-// Sigmoid runs with its default bias −ln N. The matching Eigen compositions are in
-// eigen_attention.cpp.
-#include <benchmark/benchmark.h>
-
+//   <softmax|sigmoid>/causal/B:1/H:8/N:<512…8192>/D:64/threads:1     the sequence-length sweep
+// Counters: GFLOPS on useful FLOPs (4·D per visible pair and head), GBps, pct_fma_peak,
+// pct_bandwidth. Sigmoid runs with its default bias −ln N. The matching Eigen compositions are
+// in eigen_attention.cpp.
 #include <attn/attn.hpp>
-#include <string>
+#include <attn/bench/variants.hpp>
 
 #include "common.hpp"
 
 namespace {
 
-template <class Score, class Pattern>
-void fused_attention(benchmark::State& state, Score score, attn_bench::shape s, Pattern pattern,
-                     int threads, double pairs_per_head) {
-  attn_bench::problem p(s);
-  attn::options opt;
-  opt.threads = threads;
-  for (auto _ : state) {
-    attn::attention(p.q, p.k, p.v, p.out, score, pattern, opt);
-    benchmark::DoNotOptimize(p.out.data());
-    benchmark::ClobberMemory();
-  }
-  attn_bench::set_gflops(state, attn_bench::attention_flops(s, pairs_per_head));
-}
-
-template <class Score, class Pattern>
-void add(const char* family, Score score, const char* pattern_name, const attn_bench::shape& s,
-         Pattern pattern, int threads, double pairs_per_head) {
-  const std::string name = std::string(family) + "/" + pattern_name + "/" + s.name() +
-                           "/threads:" + std::to_string(threads);
-  attn_bench::configure(benchmark::RegisterBenchmark(name.c_str(), fused_attention<Score, Pattern>,
-                                                     score, s, pattern, threads, pairs_per_head));
-}
-
 template <class Score>
-void add_family(const char* family, Score score) {
-  using attn_bench::causal_pairs;
-  using attn_bench::dense_pairs;
-  const attn_bench::shape small{1, 8, 2048, 64}, large{1, 8, 4096, 128}, long_seq{1, 8, 8192, 64};
-  for (const attn_bench::shape& s : {small, large}) {
-    add(family, score, "dense", s, attn::dense{}, 1, dense_pairs(s.seq, s.seq));
-    add(family, score, "causal", s, attn::causal{}, 1, causal_pairs(s.seq, s.seq));
-  }
-  add(family, score, "window512", long_seq, attn::window{.left = 511, .right = 0}, 1,
-      attn_bench::window_pairs(long_seq.seq, long_seq.seq, 511, 0));
+void add_family(const std::string& family, Score score) {
+  namespace ab = attn::bench;
+  const ab::shape small{.seq_q = 2048}, large{.seq_q = 4096, .head_dim = 128},
+      long_seq{.seq_q = 8192};
+  ab::register_variants({small, large}, {1}, ab::variant{family + "/dense", score, attn::dense{}},
+                        ab::variant{family + "/causal", score, attn::causal{}});
+  ab::register_variants(
+      {long_seq}, {1},
+      ab::variant{family + "/window512", score, attn::window{.left = 511, .right = 0}});
+  // The sequence-length sweep of docs/perf (GFLOP/s vs N).
+  ab::register_variants({{.seq_q = 512}, {.seq_q = 1024}, {.seq_q = 4096}, {.seq_q = 8192}}, {1},
+                        ab::variant{family + "/causal", score, attn::causal{}});
   if (const int all = attn_bench::all_threads(); all > 1)
-    add(family, score, "dense", small, attn::dense{}, all, dense_pairs(small.seq, small.seq));
+    ab::register_variants({small}, {all}, ab::variant{family + "/dense", score, attn::dense{}});
 }
 
 [[maybe_unused]] const bool registered = [] {

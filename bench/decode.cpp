@@ -3,7 +3,8 @@
 // counted once per KV head (grouped-query heads share them), over the wall time; the report
 // puts it against peak/bandwidth of the same run.
 //   decode/fp32/B:1/Hq:32/Hkv:8/Nk:32768/D:128/Nq:1/threads:<1|all>   the main shape
-//   decode/fp32/B:1/Hq:32/Hkv:8/Nk:4096/D:128/Nq:1/threads:<1|all>    cache-resident
+//   decode/fp32/B:1/Hq:32/Hkv:8/Nk:<1024…65536>/D:128/Nq:1/threads:<1|all>
+//                        the cache-length sweep (Nk ≤ 4096 is cache-resident)
 //   decode/fp32/B:4/Hq:32/Hkv:8/Nk:8192/D:128/Nq:1/threads:all        ragged key lengths
 //   decode/fp32/B:1/Hq:32/Hkv:8/Nk:32768/D:128/Nq:4/threads:all       speculative decoding
 //   decode/cache_<elem>/B:1/Hq:32/Hkv:8/Nk:32768/D:128/Nq:1/threads:<1|all>
@@ -111,10 +112,10 @@ void add(const decode_shape& s, int threads) {
 
 [[maybe_unused]] const bool registered = [] {
   const int all = attn_bench::all_threads();
-  const decode_shape main_shape{}, resident{.keys = 4096};
+  const decode_shape main_shape{};
   for (int threads : {1, all}) {
-    add(main_shape, threads);
-    add(resident, threads);
+    // The cache-length sweep of docs/perf (GB/s vs Nk): cache-resident up to ~8k keys.
+    for (std::ptrdiff_t keys : {1024, 4096, 16384, 32768, 65536}) add({.keys = keys}, threads);
     if (all == 1) break;
   }
   add({.batch = 4, .keys = 8192, .ragged = true}, all);

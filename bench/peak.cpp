@@ -12,15 +12,12 @@
 #include <new>
 #include <string>
 
-#include "attn/simd/ops.hpp"
+#include "attn/bench/peak.hpp"
 #include "common.hpp"
-#include "fma_chains.hpp"
 
 namespace {
 
 using arch = attn::simd::default_arch;
-using vec = attn::simd::vec<arch>;
-constexpr int lanes = attn::simd::lanes<arch>;
 
 // ---- FMA throughput -------------------------------------------------------------------------
 
@@ -36,10 +33,10 @@ void fma_peak(benchmark::State& state) {
   for (auto _ : state) {
     // "May have changed": keeps the compiler from hoisting the whole (pure) run out of the loop.
     benchmark::DoNotOptimize(mul);
-    sink += attn_bench::fma_chains<arch>::run(rounds_per_iteration, mul, add);
+    sink += attn::bench::fma_chains<arch>::run(rounds_per_iteration, mul, add);
   }
   benchmark::DoNotOptimize(sink);
-  attn_bench::set_gflops(state, attn_bench::fma_chains<arch>::flops_per_round *
+  attn_bench::set_gflops(state, attn::bench::fma_chains<arch>::flops_per_round *
                                     static_cast<double>(rounds_per_iteration));
 }
 
@@ -67,30 +64,15 @@ const float* buffer() {
 }
 
 void read_bandwidth(benchmark::State& state) {
-  constexpr int unroll = 8;  // independent sums: hide the add latency behind the loads
-  constexpr std::size_t step = static_cast<std::size_t>(unroll * lanes);
+  // Each thread streams its own contiguous share.
+  constexpr std::size_t step = 8 * static_cast<std::size_t>(attn::simd::lanes<arch>);
   const std::size_t floats = buffer_bytes() / sizeof(float);
   const auto threads = static_cast<std::size_t>(state.threads());
   const auto index = static_cast<std::size_t>(state.thread_index());
-  // Each thread streams its own contiguous share.
   const std::size_t share = floats / threads / step * step;
   const float* begin = buffer() + index * share;
 
-  for (auto _ : state) {
-    vec sum[unroll];
-#pragma GCC unroll 16
-    for (int u = 0; u < unroll; ++u) sum[u] = attn::simd::splat<arch>(0.0f);
-    for (std::size_t i = 0; i < share; i += step) {
-#pragma GCC unroll 16
-      for (int u = 0; u < unroll; ++u)
-        sum[u] = sum[u] + attn::simd::load<arch>(begin + i + static_cast<std::size_t>(u * lanes));
-    }
-    vec total = sum[0];
-    for (int u = 1; u < unroll; ++u) total = total + sum[u];
-    float lane[lanes];
-    attn::simd::store<arch>(lane, total);
-    benchmark::DoNotOptimize(lane);
-  }
+  for (auto _ : state) benchmark::DoNotOptimize(attn::bench::stream_sum<arch>(begin, share));
 
   const double bytes = static_cast<double>(share * sizeof(float));
   state.counters["GBps"] = benchmark::Counter(

@@ -1,27 +1,33 @@
-// attn_demo — the README's first command runs this. It measures the machine's FMA peak, checks
-// the fused kernel against the double-precision reference, then times softmax attention
-// variants on one workload and prints each as GFLOP/s, as a fraction of the peak and against
-// the plain Eigen composition (Q·Kᵀ GEMM, row softmax, ·V GEMM) of the same work; then
-// generates tokens one at a time against a KV cache (fp32, bf16, q8_0) and prints tokens/s and
-// the cache's read rate against the machine's bandwidth.
+// attn_demo — the README's first command runs this. It measures the machine's limits (FMA peak,
+// read bandwidth), then runs each workload — softmax and sigmoid attention variants, token-by-
+// token decoding against a KV cache — and prints one table: time, useful GFLOP/s, the fraction
+// of the machine limit that bounds the workload, the speed-up over the plain Eigen composition
+// where there is one, and the largest error against the double-precision reference on a slice
+// (batch 0, query head 0) of the very output that was timed.
 //
-//   attn_demo [seq_len [head_dim]]        default: 2048 64 (B=1, H=8)
+//   attn_demo [--size tiny|small|default|large] [--threads N] [--variant SUBSTRING[,...]]
+//             [--json FILE] [--help]
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
-#include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <attn/attn.hpp>
+#include <attn/bench/peak.hpp>
+#include <attn/reference/sigmoid.hpp>
 #include <attn/reference/softmax.hpp>
 
+#include "demo_cli.hpp"
 #include "eigen_attention.hpp"
-#include "fma_chains.hpp"
 
 namespace {
 
@@ -43,27 +49,6 @@ double median_seconds(int runs, const std::function<void()>& f) {
   return t[t.size() / 2];
 }
 
-/// FMA throughput of `threads` threads running the peak probe, GFLOP/s (best of 3).
-double fma_peak_gflops(int threads) {
-  using probe = attn_bench::fma_chains<>;
-  constexpr long rounds = 4'000'000;
-  volatile float mul = 0.9999999f, add = 1e-7f;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    std::vector<std::thread> pool;
-    std::vector<float> sink(static_cast<std::size_t>(threads));
-    const auto t0 = clock_type::now();
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back(
-          [&, t] { sink[static_cast<std::size_t>(t)] = probe::run(rounds, mul, add); });
-    for (auto& th : pool) th.join();
-    const double s = seconds_since(t0);
-    best = std::max(best, probe::flops_per_round * rounds * threads / s * 1e-9);
-    if (sink[0] == 12345.0f) std::puts("");  // keep the result alive
-  }
-  return best;
-}
-
 attn::tensor4<float> random_tensor(std::mt19937& gen, long b, long n, long h, long d) {
   attn::tensor4<float> t(b, n, h, d);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -71,43 +56,131 @@ attn::tensor4<float> random_tensor(std::mt19937& gen, long b, long n, long h, lo
   return t;
 }
 
-/// Largest |attn − reference| on a small awkward problem: causal, GQA 8:2, Nq ≠ Nk.
-double reference_check() {
-  std::mt19937 gen(7);
-  const auto q = random_tensor(gen, 2, 257, 8, 64);
-  const auto k = random_tensor(gen, 2, 300, 2, 64);
-  const auto v = random_tensor(gen, 2, 300, 2, 48);
-  attn::tensor4<float> out(2, 257, 8, 48);
-  attn::attention(q, k, v, out, attn::softmax{}, attn::causal{});
-  const auto ref = attn::reference::attention(q, k, v, attn::softmax{}, attn::causal{});
+/// Head `h` of batch 0 of a [B, N, H, D] tensor, as a [1, N, 1, D] tensor.
+attn::tensor4<float> head_slice(const attn::tensor4<float>& t, long h) {
+  attn::tensor4<float> s(1, t.dimension(1), 1, t.dimension(3));
+  for (long i = 0; i < t.dimension(1); ++i)
+    for (long c = 0; c < t.dimension(3); ++c) s(0, i, 0, c) = t(0, i, h, c);
+  return s;
+}
+
+/// Largest |out − reference| over batch 0, query head 0: the reference recomputes that slice in
+/// double precision from the same inputs (the K/V head query head 0 reads is head 0).
+template <class Score, class Pattern>
+double slice_error(const attn::tensor4<float>& q, const attn::tensor4<float>& k,
+                   const attn::tensor4<float>& v, const attn::tensor4<float>& out, Score score,
+                   Pattern pattern) {
+  const auto ref = attn::reference::attention(head_slice(q, 0), head_slice(k, 0), head_slice(v, 0),
+                                              score, pattern);
   double worst = 0;
-  for (long i = 0; i < out.size(); ++i)
-    worst = std::max(worst, std::abs(static_cast<double>(out.data()[i]) - ref.out.data()[i]));
+  for (long i = 0; i < out.dimension(1); ++i)
+    for (long c = 0; c < out.dimension(3); ++c)
+      worst = std::max(worst, std::abs(static_cast<double>(out(0, i, 0, c)) - ref.out(0, i, 0, c)));
   return worst;
 }
 
-/// DRAM read bandwidth of one thread, GB/s: sums of a 256 MiB buffer, best of 3.
-double read_bandwidth_gbps() {
-  std::vector<float> buffer(std::size_t{64} << 20, 1.0f);
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = clock_type::now();
-    float sums[8] = {};
-    for (std::size_t i = 0; i + 8 <= buffer.size(); i += 8)
-      for (int u = 0; u < 8; ++u) sums[u] += buffer[i + static_cast<std::size_t>(u)];
-    const double s = seconds_since(t0);
-    best = std::max(best, static_cast<double>(buffer.size() * sizeof(float)) / s * 1e-9);
-    if (sums[0] == 0.5f) std::puts("");  // keep the sums alive
+/// One attention workload of the softmax/sigmoid section.
+struct workload {
+  std::string name;
+  int threads;
+  double flops;
+  double eigen_seconds;  // 0: no Eigen counterpart
+  std::function<void(const attn::options&)> run;
+  std::function<double()> error;  // of the last run's output
+};
+
+template <class Score, class Pattern>
+workload make_workload(std::string name, int threads, double flops, double eigen_seconds,
+                       const attn::tensor4<float>& q, const attn::tensor4<float>& k,
+                       const attn::tensor4<float>& v, attn::tensor4<float>& out, Score score,
+                       Pattern pattern) {
+  return {std::move(name),
+          threads,
+          flops,
+          eigen_seconds,
+          [&q, &k, &v, &out, score, pattern](const attn::options& o) {
+            attn::attention(q, k, v, out, score, pattern, o);
+          },
+          [&q, &k, &v, &out, score, pattern] { return slice_error(q, k, v, out, score, pattern); }};
+}
+
+void attention_section(const demo::settings& cfg, const demo::machine& m, demo::table& t) {
+  const long n = cfg.size.seq, d = cfg.size.head_dim, batch = 1, heads = 8;
+  std::mt19937 gen(1);
+  const auto q = random_tensor(gen, batch, n, heads, d);
+  const auto k = random_tensor(gen, batch, n, heads, d);
+  const auto v = random_tensor(gen, batch, n, heads, d);
+  const auto k_gqa = random_tensor(gen, batch, n, 2, d);
+  const auto v_gqa = random_tensor(gen, batch, n, 2, d);
+  attn::tensor4<float> out(batch, n, heads, d);
+
+  const double dense_flops = 4.0 * static_cast<double>(n * n * d * heads * batch);
+  const long w = std::min<long>(512, n);
+  double window_pairs = 0;
+  for (long i = 0; i < n; ++i) window_pairs += static_cast<double>(std::min(i + 1, w));
+  const double window_flops = 4.0 * window_pairs * static_cast<double>(d * heads * batch);
+  const attn::window window{.left = w - 1, .right = 0};
+
+  const bool wants_eigen = cfg.selects("softmax dense") || cfg.selects("softmax causal");
+  const double eigen_dense =
+      wants_eigen
+          ? median_seconds(3, [&] { attn_bench::eigen_reference_attention(q, k, v, out, false); })
+          : 0;
+  const double eigen_causal =
+      wants_eigen
+          ? median_seconds(3, [&] { attn_bench::eigen_reference_attention(q, k, v, out, true); })
+          : 0;
+
+  const int all = cfg.threads;
+  std::vector<workload> rows = {
+      make_workload("softmax dense", 1, dense_flops, eigen_dense, q, k, v, out, attn::softmax{},
+                    attn::dense{}),
+      make_workload("softmax causal", 1, dense_flops / 2, eigen_causal, q, k, v, out,
+                    attn::softmax{}, attn::causal{}),
+      make_workload("softmax window " + std::to_string(w), 1, window_flops, 0, q, k, v, out,
+                    attn::softmax{}, window),
+      make_workload("softmax dense GQA 8:2", 1, dense_flops, 0, q, k_gqa, v_gqa, out,
+                    attn::softmax{}, attn::dense{}),
+      make_workload("sigmoid causal", 1, dense_flops / 2, 0, q, k, v, out, attn::sigmoid{},
+                    attn::causal{}),
+  };
+  if (all > 1) {
+    rows.push_back(make_workload("softmax dense", all, dense_flops, 0, q, k, v, out,
+                                 attn::softmax{}, attn::dense{}));
+    rows.push_back(make_workload("softmax causal", all, dense_flops / 2, 0, q, k, v, out,
+                                 attn::softmax{}, attn::causal{}));
   }
-  return best;
+  const std::string shape = "B1 H8 N" + std::to_string(n) + " D" + std::to_string(d);
+  for (const workload& r : rows) {
+    if (!cfg.selects(r.name)) continue;
+    t.progress(r.name, r.threads);
+    attn::options opt;
+    opt.threads = r.threads;
+    const double s = median_seconds(cfg.size.runs, [&] { r.run(opt); });
+    const double gflops = r.flops / s * 1e-9;
+    t.add({.variant = r.name,
+           .shape = shape,
+           .threads = r.threads,
+           .seconds = s,
+           .gflops = gflops,
+           .limit = "FMA",
+           .fraction = gflops / m.fma_gflops(r.threads),
+           .vs_eigen = r.eigen_seconds > 0 ? r.eigen_seconds / s : 0,
+           .max_error = r.error()});
+  }
 }
 
 /// Token-by-token generation against a KV cache of element type T: a prompt of `context`
 /// tokens, then `steps` tokens each appended and attended to (one query per head, GQA 32:8,
-/// D = 128). Prints tokens/s and the K/V bytes read per second against the bandwidth.
+/// D = 128). Memory-bound: the row reports the cache's read rate against the bandwidth.
 template <class T>
-void decode_demo(long context, int steps, int threads, double bandwidth) {
+void decode_row(const demo::settings& cfg, const demo::machine& m, demo::table& t, int threads) {
+  const std::string name = std::string("decode ") + attn::detail::element_name<T>() + " cache";
+  if (!cfg.selects(name)) return;
+  t.progress(name, threads);
   constexpr long heads_q = 32, heads_kv = 8, d = 128;
+  const long context = cfg.size.context;
+  const int steps = cfg.size.decode_steps;
   std::mt19937 gen(3);
   attn::kv_cache<T> cache(
       {.batch = 1, .capacity = context + steps, .heads = heads_kv, .head_dim = d});
@@ -124,120 +197,76 @@ void decode_demo(long context, int steps, int threads, double bandwidth) {
     cache.append(k, v);
     attn::attention(q, cache, out, attn::softmax{}, attn::causal{}, opt);
   }
-  const double s = seconds_since(t0);
+  const double s = seconds_since(t0) / steps;
   const double per_value = std::is_same_v<T, attn::q8_0>
                                ? 1.0 + 4.0 / 32.0
                                : static_cast<double>(sizeof(attn::detail::stored_t<T>));
   const double bytes = static_cast<double>(context + steps / 2) * heads_kv * 2 * d * per_value;
-  const double gbps = bytes * steps / s * 1e-9;
-  std::printf("| %-6s | %7d | %8.0f | %6.1f | %6.1f %% |\n", attn::detail::element_name<T>(),
-              threads, steps / s, gbps, 100.0 * gbps / bandwidth);
+  const double flops = 4.0 * static_cast<double>(context + steps / 2) * heads_q * d;
+
+  // The last step's output against the reference over the cache's decoded rows: head 0 reads
+  // K/V head 0.
+  const auto& stored = std::as_const(cache);
+  const long len = stored.lengths()[0];
+  attn::tensor4<float> k0(1, len, 1, d), v0(1, len, 1, d);
+  for (long j = 0; j < len; ++j) {
+    const auto row = stored.row_of(0, j);
+    attn::detail::decode_row<T>(stored.key_row(row, 0), stored.key_scales(row, 0), d,
+                                k0.data() + j * d);
+    attn::detail::decode_row<T>(stored.value_row(row, 0), stored.value_scales(row, 0), d,
+                                v0.data() + j * d);
+  }
+  const double error = slice_error(q, k0, v0, out, attn::softmax{}, attn::causal{});
+  t.add({.variant = name,
+         .shape = "Hq32 Hkv8 D128 ctx" + std::to_string(context),
+         .threads = threads,
+         .seconds = s,
+         .gflops = flops / s * 1e-9,
+         .limit = "BW",
+         .fraction = bytes / s * 1e-9 / m.bandwidth_gbps(threads),
+         .vs_eigen = 0,
+         .max_error = error});
+}
+
+void decode_section(const demo::settings& cfg, const demo::machine& m, demo::table& t) {
+  for (int threads : {1, cfg.threads}) {
+    decode_row<float>(cfg, m, t, threads);
+    decode_row<Eigen::bfloat16>(cfg, m, t, threads);
+    decode_row<attn::q8_0>(cfg, m, t, threads);
+    if (cfg.threads == 1) break;
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const long n = argc > 1 ? std::atol(argv[1]) : 2048;
-  const long d = argc > 2 ? std::atol(argv[2]) : 64;
-  const long batch = 1, heads = 8;
-  const int all = attn::exec::hardware_threads();
+  demo::settings cfg;
+  if (const int exit_code = demo::parse(argc, argv, cfg); exit_code >= 0) return exit_code;
   using arch = attn::simd::default_arch;
 
   std::printf("attn %s: CPU attention kernels over Eigen tensors\n", attn::version);
-  std::printf("SIMD arch %s (%d floats per register), %d hardware threads\n\n",
-              attn::simd::arch_name<arch>().c_str(), attn::simd::lanes<arch>, all);
+  std::printf("SIMD arch %s (%d floats per register), %d threads (--threads), size %s\n",
+              attn::simd::arch_name<arch>().c_str(), attn::simd::lanes<arch>, cfg.threads,
+              cfg.size.name);
+  const demo::machine m = demo::machine::measure(cfg.threads, cfg.size.bandwidth_mib);
+  std::printf(
+      "Machine limits, measured now: FMA %.1f GFLOP/s (1 thread), %.1f (%d); read "
+      "bandwidth %.1f GB/s (1 thread), %.1f (%d)\n\n",
+      m.fma_gflops(1), m.fma_gflops(cfg.threads), cfg.threads, m.bandwidth_gbps(1),
+      m.bandwidth_gbps(cfg.threads), cfg.threads);
 
-  const double peak1 = fma_peak_gflops(1), peak_all = fma_peak_gflops(all);
-  std::printf("Machine FMA peak, measured now: %.1f GFLOP/s on 1 thread, %.1f on %d\n", peak1,
-              peak_all, all);
-  std::printf("Max |attn - double reference| (causal, GQA 8:2, 257 x 300 keys): %.2g\n\n",
-              reference_check());
-
-  std::mt19937 gen(1);
-  const auto q = random_tensor(gen, batch, n, heads, d);
-  const auto k = random_tensor(gen, batch, n, heads, d);
-  const auto v = random_tensor(gen, batch, n, heads, d);
-  const auto k_gqa = random_tensor(gen, batch, n, 2, d);
-  const auto v_gqa = random_tensor(gen, batch, n, 2, d);
-  attn::tensor4<float> out(batch, n, heads, d);
-
-  const double dense_flops = 4.0 * static_cast<double>(n * n * d * heads * batch);
-  const long w = std::min<long>(512, n);
-  double window_pairs = 0;
-  for (long i = 0; i < n; ++i) window_pairs += static_cast<double>(std::min(i + 1, w));
-  const double window_flops = 4.0 * window_pairs * static_cast<double>(d * heads * batch);
-
-  const int runs = 5;
-  const double eigen_dense =
-      median_seconds(3, [&] { attn_bench::eigen_reference_attention(q, k, v, out, false); });
-  const double eigen_causal =
-      median_seconds(3, [&] { attn_bench::eigen_reference_attention(q, k, v, out, true); });
-
-  struct row {
-    std::string name;
-    int threads;
-    double flops;
-    double eigen_seconds;  // 0: no Eigen counterpart
-    std::function<void(const attn::options&)> run;
-  };
-  const std::vector<row> rows = {
-      {"dense", 1, dense_flops, eigen_dense,
-       [&](const attn::options& o) {
-         attn::attention(q, k, v, out, attn::softmax{}, attn::dense{}, o);
-       }},
-      {"causal", 1, dense_flops / 2, eigen_causal,
-       [&](const attn::options& o) {
-         attn::attention(q, k, v, out, attn::softmax{}, attn::causal{}, o);
-       }},
-      {"sliding window 512", 1, window_flops, 0,
-       [&](const attn::options& o) {
-         attn::attention(q, k, v, out, attn::softmax{}, attn::window{.left = w - 1, .right = 0}, o);
-       }},
-      {"dense, GQA 8:2", 1, dense_flops, 0,
-       [&](const attn::options& o) {
-         attn::attention(q, k_gqa, v_gqa, out, attn::softmax{}, attn::dense{}, o);
-       }},
-      {"dense", all, dense_flops, 0,
-       [&](const attn::options& o) {
-         attn::attention(q, k, v, out, attn::softmax{}, attn::dense{}, o);
-       }},
-      {"causal", all, dense_flops / 2, 0,
-       [&](const attn::options& o) {
-         attn::attention(q, k, v, out, attn::softmax{}, attn::causal{}, o);
-       }},
-  };
-
-  std::printf("Softmax attention, B=%ld H=%ld N=%ld D=%ld fp32, median of %d runs\n\n", batch,
-              heads, n, d, runs);
-  std::printf("| variant            | threads |    ms | GFLOP/s | %% of FMA peak | vs Eigen |\n");
-  std::printf("|--------------------|--------:|------:|--------:|--------------:|---------:|\n");
-  for (const row& r : rows) {
-    attn::options opt;
-    opt.threads = r.threads;
-    const double s = median_seconds(runs, [&] { r.run(opt); });
-    const double gflops = r.flops / s * 1e-9;
-    const double peak = r.threads == 1 ? peak1 : peak_all;
-    char versus[32] = "";
-    if (r.eigen_seconds > 0) std::snprintf(versus, sizeof versus, "%.1fx", r.eigen_seconds / s);
-    std::printf("| %-18s | %7d | %5.1f | %7.1f | %12.1f %% | %8s |\n", r.name.c_str(), r.threads,
-                s * 1e3, gflops, 100.0 * gflops / peak, versus);
+  demo::table table;
+  attention_section(cfg, m, table);
+  decode_section(cfg, m, table);
+  table.print();
+  std::printf(
+      "\nGFLOP/s: useful FLOPs (4·D per visible query-key pair and head; causal counts half).\n"
+      "%% of limit: of the FMA peak for compute-bound rows, of the read bandwidth (K/V bytes "
+      "read per token) for decoding.\nvs Eigen: time of the plain Eigen composition (one "
+      "thread) / time of attn. max error: batch 0, head 0 against the double reference.\n");
+  if (!cfg.json_path.empty() && !table.write_json(cfg.json_path, m)) {
+    std::fprintf(stderr, "attn_demo: cannot write %s\n", cfg.json_path.c_str());
+    return 1;
   }
-  std::printf("\nUseful FLOPs: 4*Nq*Nk*D per head over the visible pairs (causal: half).\n");
-  std::printf("vs Eigen: time of the plain Eigen composition (one thread) / time of attn.\n");
-
-  // Decoding is memory-bound: what counts is how fast the cache streams.
-  const long context = 8 * n;
-  const double bandwidth = read_bandwidth_gbps();
-  std::printf("\nDecoding: 1 query per head, GQA 32:8, D=128, KV cache of %ld tokens, 32 steps\n",
-              context);
-  std::printf("(read bandwidth of one thread, measured now: %.1f GB/s)\n\n", bandwidth);
-  std::printf("| cache  | threads | tokens/s |   GB/s | %% of bw  |\n");
-  std::printf("|--------|--------:|---------:|-------:|---------:|\n");
-  for (int threads : {1, all}) {
-    decode_demo<float>(context, 32, threads, bandwidth);
-    decode_demo<Eigen::bfloat16>(context, 32, threads, bandwidth);
-    decode_demo<attn::q8_0>(context, 32, threads, bandwidth);
-    if (all == 1) break;
-  }
-  return 0;
+  return table.rows.empty() ? 1 : 0;
 }

@@ -2,7 +2,9 @@
 # Builds attn_bench (Release, -march=native) in build-bench/, runs every benchmark
 # ATTN_BENCH_REPETITIONS (default 5) times into build-bench/bench.json, and prints the report of
 # scripts/bench-report (also saved as build-bench/bench.md, with the chart build-bench/bench.png
-# when gnuplot is available). Extra arguments go to attn_bench, e.g.
+# when gnuplot is available) and the performance page build-bench/perf/ (README.md with the
+# plots of scripts/bench-report --out-dir; copy it to docs/perf/ to publish a run). Extra
+# arguments go to attn_bench, e.g.
 #   scripts/bench.sh --benchmark_filter='softmax|peak'
 # Environment: ATTN_BENCH_BUILD_DIR (default build-bench), ATTN_BENCH_REPETITIONS,
 # ATTN_BENCH_CMAKE_ARGS (extra configure arguments, e.g. -DATTN_USE_OPENMP=ON).
@@ -39,4 +41,5 @@ cmake --build "$build" --target attn_bench -j "$(nproc 2>/dev/null || echo 2)"
 echo
 png=()
 command -v gnuplot >/dev/null 2>&1 && png=(--png "$build/bench.png")
-python3 "$root/scripts/bench-report" "$build/bench.json" "${png[@]}" | tee "$build/bench.md"
+python3 "$root/scripts/bench-report" "$build/bench.json" "${png[@]}" --out-dir "$build/perf" \
+  --command "scripts/bench.sh $*" | tee "$build/bench.md"

@@ -239,6 +239,7 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
     float* kbuf = opack + Hq * rows_max * Dvp;  // [NB][kld]: key j, head h at j·kld + h·Dp
     float* vbuf = kbuf + NB * kld;              // [NB][vld]
     float* st = vbuf + NB * vld;                // Sᵀ / Pᵀ [NB][R]
+    nonfinite_values bad_values;                // packed V rows with NaN / inf, set aside
     std::vector<ScoreTile> tiles;
     tiles.reserve(static_cast<std::size_t>(Hq));
     for (idx h = 0; h < Hq; ++h) tiles.emplace_back(score, a.scale);
@@ -307,6 +308,10 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
         if (!any) continue;
         keys.pack(b, k0, k1 - k0, kbuf, kld, Dp);
         values.pack(b, k0, k1 - k0, vbuf, vld, Dvp);
+        bad_values.clear();  // packed row (j, kvh) is number j·Hkv + kvh
+        for (idx j = 0; j < k1 - k0; ++j)
+          for (idx kvh = 0; kvh < Hkv; ++kvh)
+            bad_values.scan(j * Hkv + kvh, vbuf + j * vld + kvh * Dvp, Dv);
         const idx next_n = std::min(NB, all.end - k1), tiles_n = Hkv * tiles_per_kv;
         for (idx kvh = 0; kvh < Hkv; ++kvh)
           for (idx t = 0; t < tiles_per_kv; ++t) {
@@ -354,6 +359,10 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
             tile.weigh(st, n);
             decode_accumulate<A>(st, (h1 - h0) * live, n, vbuf + off * vld + kvh * Dvp, vld, Dvp,
                                  tile.alpha, opack + h0 * live * Dvp);
+            if (!bad_values.empty())  // Pᵀ [n × R], O rows Dvp apart; this KV head's keys only
+              for (idx j = off; j < off + n; ++j)
+                bad_values.add_to(j * Hkv + kvh, 1, st + (j - off) * R, R, (h1 - h0) * live, Dv,
+                                  opack + h0 * live * Dvp, Dvp, 1);
           }
       }
 

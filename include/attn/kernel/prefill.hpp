@@ -164,6 +164,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
     }
     float* st = buffer.get() + G * (D + Dv) * M;  // Sᵀ / Pᵀ of the tile being processed
     float* vt = st + NK * M;                      // the V tile, rows packed contiguously
+    nonfinite_values bad_values;                  // its rows that hold NaN / inf, set aside
     const float q_factor = tiles[0]->score.q_factor();
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
@@ -245,9 +246,11 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
             // V rows sit heads·head_dim_v apart in the tensor: at power-of-two strides the
             // walk down one tile's rows hits a handful of L1 sets and evicts itself. Packed,
             // the tile is one contiguous block that stays in L1 for all its column blocks.
+            bad_values.clear();
             for (idx j = k0; j < k1; ++j) {
               const float* vrow = a.v.row(b, j, c.kv_head);
               std::copy(vrow, vrow + Dv, vt + (j - k0) * Dv);
+              bad_values.scan(j - k0, vt + (j - k0) * Dv, Dv);
             }
             v_packed = true;
           }
@@ -258,6 +261,8 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
             apply_pattern(pattern, c, t.q0, t.live, part.begin, n, ScoreTile::bias_factor(), st, M);
           t.score.weigh(st, n);
           simd::accumulate_tile<A>(st, n, vt + (part.begin - k0) * Dv, Dv, Dv, t.score.alpha, t.ot);
+          if (!bad_values.empty())  // Pᵀ [n × M], Oᵀ [Dv × M]
+            bad_values.add_to(part.begin - k0, n, st, M, M, Dv, t.ot, 1, M);
         }
         kinds = next_kinds;
         k0 = k_next;

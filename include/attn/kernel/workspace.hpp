@@ -2,10 +2,13 @@
 // aligned, O(tile · head_dim) — never per tile, never N × N.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <vector>
 
 namespace attn::detail {
 
@@ -22,6 +25,53 @@ class aligned_floats {
     void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
   };
   std::unique_ptr<float[], release> data_;
+};
+
+/// The packed V rows that hold a non-finite value (NaN, ±inf), set aside. The accumulate
+/// micro-kernels add V[j, :]·p_ij for every row i of a tile, and a row that does not see key j
+/// has p_ij = 0, but 0·NaN = 0·inf = NaN: one bad value row would poison every row of the tile
+/// (other queries of the batch and head) instead of only the rows that see its key. So such a
+/// row is zeroed in the packed copy and added by add_to() to the rows with p ≠ 0 only. Rare
+/// (only non-finite inputs), so the common path costs one finiteness scan per packed row.
+class nonfinite_values {
+ public:
+  void clear() {
+    rows_.clear();
+    values_.clear();
+  }
+  bool empty() const { return rows_.empty(); }
+
+  /// Checks packed row `row` (width floats at v); if it holds a non-finite value, keeps a copy
+  /// and zeroes it.
+  void scan(std::ptrdiff_t row, float* v, std::ptrdiff_t width) {
+    bool finite = true;
+    for (std::ptrdiff_t e = 0; e < width; ++e) finite &= std::isfinite(v[e]);
+    if (finite) return;
+    rows_.push_back(row);
+    values_.insert(values_.end(), v, v + width);
+    std::fill(v, v + width, 0.0f);
+  }
+
+  /// For each kept row r in [first, first + keys): o[i·o_row + e·o_col] += v_r[e]·p[(r −
+  /// first)·p_stride + i] for rows i < rows with a non-zero weight (width values per row).
+  void add_to(std::ptrdiff_t first, std::ptrdiff_t keys, const float* p, std::ptrdiff_t p_stride,
+              std::ptrdiff_t rows, std::ptrdiff_t width, float* o, std::ptrdiff_t o_row,
+              std::ptrdiff_t o_col) const {
+    for (std::size_t n = 0; n < rows_.size(); ++n) {
+      const std::ptrdiff_t r = rows_[n] - first;
+      if (r < 0 || r >= keys) continue;
+      const float* v = values_.data() + static_cast<std::ptrdiff_t>(n) * width;
+      for (std::ptrdiff_t i = 0; i < rows; ++i) {
+        const float w = p[r * p_stride + i];
+        if (w == 0.0f) continue;
+        for (std::ptrdiff_t e = 0; e < width; ++e) o[i * o_row + e * o_col] += v[e] * w;
+      }
+    }
+  }
+
+ private:
+  std::vector<std::ptrdiff_t> rows_;
+  std::vector<float> values_;
 };
 
 }  // namespace attn::detail

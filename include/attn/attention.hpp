@@ -134,6 +134,7 @@ void attention(const Q& q, const K& k, const V& v, O& out, const Score& score = 
   a.v = detail::view_of(v);
   a.out = detail::view_of(out);
   a.shape = detail::check_qkvo(a.q, a.k, a.v, a.out);
+  detail::check_out_disjoint(a.q, a.k, a.v, a.out);
   detail::complete_args(a, score, pattern, opt);
   detail::run<Arch>(a, score, pattern, opt, detail::strided_rows{a.k}, detail::strided_rows{a.v});
 }

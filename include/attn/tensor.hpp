@@ -62,6 +62,8 @@ struct view4 {
     return data + b * strides[0] + s * strides[1] + h * strides[2];
   }
   std::ptrdiff_t size() const { return dims[0] * dims[1] * dims[2] * dims[3]; }
+  /// A view of mutable data reads as a view of const data (a mutable TensorMap passed as q).
+  operator view4<const T>() const requires(!std::is_const_v<T>) { return {data, dims, strides}; }
 };
 
 /// Views a dense row-major Eigen tensor (or map) of rank 4.
@@ -131,6 +133,39 @@ problem_shape check_qkvo(const view4<TQ>& q, const view4<TK>& k, const view4<TV>
   s.head_dim = q.head_dim();
   s.head_dim_v = v.head_dim();
   return s;
+}
+
+/// Bytes from a view's first element to one past its last (0 for no element or no data).
+template <class T>
+std::size_t extent_bytes(const view4<T>& x) {
+  if (!x.data || x.size() <= 0) return 0;
+  std::ptrdiff_t last = 0;
+  for (std::size_t d = 0; d < 4; ++d) last += (x.dims[d] - 1) * x.strides[d];
+  return static_cast<std::size_t>(last + 1) * sizeof(T);
+}
+
+/// Throws when [out, out + out_bytes) and [in, in + in_bytes) share a byte.
+inline void require_disjoint(const char* out_name, const void* out, std::size_t out_bytes,
+                             const char* in_name, const void* in, std::size_t in_bytes) {
+  if (out_bytes == 0 || in_bytes == 0) return;
+  const auto o = reinterpret_cast<std::uintptr_t>(out), i = reinterpret_cast<std::uintptr_t>(in);
+  if (o < i + in_bytes && i < o + out_bytes)
+    fail(out_name, ".data() overlaps ", in_name, ".data() in memory (", out_bytes, " and ",
+         in_bytes, " bytes): the output must not alias an input");
+}
+
+/// The output of a call may not share memory with q, k or v: the kernels write rows of out
+/// while rows of the inputs that alias them are still to be read (other query tiles, other
+/// heads, later key tiles), so an in-place call would silently compute from half-written data.
+/// Checked by every entry point that writes out (not by check_qkvo: the routers validate
+/// (q, k) through it with q in the output's place).
+template <class TQ, class TK, class TV, class TO>
+void check_out_disjoint(const view4<TQ>& q, const view4<TK>& k, const view4<TV>& v,
+                        const view4<TO>& o) {
+  const std::size_t out = extent_bytes(o);
+  require_disjoint("out", o.data, out, "q", q.data, extent_bytes(q));
+  require_disjoint("out", o.data, out, "k", k.data, extent_bytes(k));
+  require_disjoint("out", o.data, out, "v", v.data, extent_bytes(v));
 }
 
 }  // namespace detail

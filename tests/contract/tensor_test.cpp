@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "attn/attention.hpp"
+#include "attn/pattern/band.hpp"
 #include "attn/tensor.hpp"
 
 namespace {
@@ -201,6 +203,16 @@ TEST(TensorViews, ShapeChecksWorkOnMapsOfUserMemory) {
   EXPECT_THROW(attn::detail::check_qkvo(attn::detail::view_of(qm), attn::detail::view_of(km),
                                         attn::detail::view_of(vm), attn::detail::view_of(bad)),
                attn::error);
+}
+
+TEST(TensorViews, MutableMapsWorkAsInputs) {
+  // Maps of mutable user memory are what most callers hold; they must be accepted as q, k, v.
+  std::vector<float> q(1 * 9 * 4 * 8, 0.5f), k(1 * 9 * 2 * 8, 0.25f), v(1 * 9 * 2 * 8, 1.0f),
+      o(1 * 9 * 4 * 8, 0.0f);
+  attn::tensor4_map<float> qm(q.data(), 1, 9, 4, 8), km(k.data(), 1, 9, 2, 8),
+      vm(v.data(), 1, 9, 2, 8), om(o.data(), 1, 9, 4, 8);
+  attn::attention(qm, km, vm, om, attn::softmax{}, attn::causal{});
+  for (float x : o) EXPECT_FLOAT_EQ(x, 1.0f);  // every value is 1: so is every average
 }
 
 }  // namespace

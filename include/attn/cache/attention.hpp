@@ -97,6 +97,7 @@ void attention(const Q& q, const kv_cache<T>& cache, O& out, const Score& score 
     a.v.dims = {c.batch, c.capacity, c.heads, c.head_dim_v};
   }
   a.shape = detail::check_qkvo(a.q, a.k, a.v, a.out);
+  detail::check_out_disjoint(a.q, a.k, a.v, a.out);
   options with_lengths = opt;
   with_lengths.key_lengths = cache.lengths();
   detail::complete_args(a, score, pattern, with_lengths);

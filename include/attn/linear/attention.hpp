@@ -109,6 +109,7 @@ args make_args(const Q& q, const K& k, const V& v, O& out, const Map& map,
   a.v = read_only(attn::detail::view_of(v));
   a.out = attn::detail::view_of(out);
   a.shape = attn::detail::check_qkvo(a.q, a.k, a.v, a.out);
+  attn::detail::check_out_disjoint(a.q, a.k, a.v, a.out);
   if (causal && a.shape.seq_k != a.shape.seq_q)
     attn::detail::fail("k.dim(1)=", a.shape.seq_k, " does not match q.dim(1)=", a.shape.seq_q,
                        " (sequence): causal linear attention sees the keys up to each query's "

@@ -261,6 +261,13 @@ void biformer_attention(const Q& q, const K& k, const V& v, O& out, const Score&
   detail::require_same(who, "out", os.width, 2, "q", qs.width, "width");
   detail::require_same(who, "out", os.heads, 3, "q", qs.heads, "heads");
   detail::require_same(who, "out", os.dim, 4, "v", vs.dim, "head_dim");
+  // Dense maps: a tensor's memory is [data, data + size). See detail::check_out_disjoint.
+  const auto bytes = [](const auto& x) {
+    return static_cast<std::size_t>(x.size()) * sizeof(float);
+  };
+  detail::require_disjoint("out", out.data(), bytes(out), "q", q.data(), bytes(q));
+  detail::require_disjoint("out", out.data(), bytes(out), "k", k.data(), bytes(k));
+  detail::require_disjoint("out", out.data(), bytes(out), "v", v.data(), bytes(v));
   if (sel.empty()) detail::fail(who, ": the region_selection is empty: route first");
   if (sel.batch() != qs.batch || sel.height() != qs.height || sel.width() != qs.width)
     detail::fail(who, ": the region_selection was routed for batch=", sel.batch(),

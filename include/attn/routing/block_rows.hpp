@@ -179,6 +179,7 @@ void selection_attention(const Q& q, const K& k, const V& v, O& out, const Score
   const auto qv = detail::view_of(q), kv = detail::view_of(k), vv = detail::view_of(v);
   const auto ov = detail::view_of(out);
   const detail::problem_shape s = detail::check_qkvo(qv, kv, vv, ov);
+  detail::check_out_disjoint(qv, kv, vv, ov);
   sel.check(s);
   score.check(s);
   (void)detail::check_options(opt, s);

@@ -109,6 +109,7 @@ subset_call check_subset_call(const char* who, const Q& q, const K& k, const V& 
                               idx seq, const options& opt) {
   subset_call c{view_of(q), view_of(k), view_of(v), view_of(out), {}};
   c.shape = check_qkvo(c.q, c.k, c.v, c.out);
+  check_out_disjoint(c.q, c.k, c.v, c.out);
   const problem_shape& s = c.shape;
   if (s.seq_q != s.seq_k)
     fail(who, ": q.dim(1)=", s.seq_q, " does not match k.dim(1)=", s.seq_k,

@@ -5,6 +5,8 @@
 #                                      Google Benchmark, pkg-config, clang-format-14
 #   scripts/install-deps.sh --tidy     also clang-tidy-14
 #   scripts/install-deps.sh --report   also python3 and gnuplot-nox (scripts/bench-report)
+#   scripts/install-deps.sh --mpi      also libopenmpi-dev and openmpi-bin (attn::mpi, tests/dist)
+#   scripts/install-deps.sh --fuzz     also clang and its libFuzzer runtime (scripts/fuzz.sh)
 # Runs apt-get as root, or through sudo when not root.
 set -euo pipefail
 
@@ -14,8 +16,10 @@ for arg in "$@"; do
   case "$arg" in
     --tidy) packages+=(clang-tidy-14) ;;
     --report) packages+=(python3 gnuplot-nox) ;;
+    --mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
+    --fuzz) packages+=(clang libclang-rt-14-dev) ;;
     -h | --help)
-      sed -n '2,8s/^# \{0,1\}//p' "$0"
+      sed -n '2,10s/^# \{0,1\}//p' "$0"
       exit 0
       ;;
     *)

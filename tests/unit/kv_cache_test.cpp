@@ -13,6 +13,7 @@
 #include <attn/cache/attention.hpp>
 #include <attn/reference/reference.hpp>
 
+#include "support/cache_rows.hpp"
 #include "support/kernel_check.hpp"
 
 namespace {
@@ -21,31 +22,12 @@ using attn::cache_layout;
 using attn::idx;
 using attn::kv_cache;
 using attn::kv_cache_config;
+using attn::test::held_rows;
 using attn::test::make_problem;
 using attn::test::max_abs_diff;
 using attn::test::problem;
 using attn::test::tensor;
 using attn::test::tolerance;
-
-/// K and V as the cache will show them to attention (slot order, decoded to float), padded
-/// to the longest sequence; the lengths go into the options.
-template <class T>
-std::pair<tensor, tensor> held_rows(const kv_cache<T>& cache) {
-  const kv_cache_config& c = cache.config();
-  tensor k(c.batch, c.capacity, c.heads, c.head_dim), v(c.batch, c.capacity, c.heads, c.head_dim_v);
-  k.setZero();
-  v.setZero();
-  for (idx b = 0; b < c.batch; ++b)
-    for (idx j = 0; j < cache.lengths()[static_cast<std::size_t>(b)]; ++j)
-      for (idx h = 0; h < c.heads; ++h) {
-        const idx r = cache.row_of(b, j);
-        attn::detail::decode_row<T>(cache.key_row(r, h), cache.key_scales(r, h), c.head_dim,
-                                    &k(b, j, h, 0));
-        attn::detail::decode_row<T>(cache.value_row(r, h), cache.value_scales(r, h), c.head_dim_v,
-                                    &v(b, j, h, 0));
-      }
-  return {k, v};
-}
 
 /// The cache's attention output equals the reference on the rows it holds.
 template <class T, class Score = attn::softmax, class Pattern = attn::dense>

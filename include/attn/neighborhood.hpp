@@ -18,11 +18,14 @@
 // log-sum-exps (merge.hpp) — o = (e^{L_w}·o_w + e^{L_a}·o_a)/(e^{L_w} + e^{L_a}).
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <type_traits>
 #include <utility>
 
 #include "attn/attention.hpp"
+#include "attn/dilation_groups.hpp"
 #include "attn/merge.hpp"
 #include "attn/pattern/halo.hpp"
 #include "attn/pattern/neighborhood.hpp"
@@ -104,6 +107,65 @@ P with_extents(const P& pattern, const Q& q) {
   return p;
 }
 
+/// Whether a call runs as one undilated problem per dilation group (dilation_groups.hpp):
+/// some dilation > 1, and no option tied to the flattened token order (lengths, LSE).
+template <class P>
+bool splits_dilation(const P& pattern, const options& opt) {
+  if constexpr (requires { pattern.dilation; }) {
+    const bool dilated =
+        std::any_of(pattern.dilation.begin(), pattern.dilation.end(), [](idx d) { return d > 1; });
+    return dilated && !opt.lse && opt.key_lengths.empty() && opt.query_lengths.empty();
+  } else {
+    return false;
+  }
+}
+
+/// The score for a part of the keys that must behave as over all `keys` keys: sigmoid's
+/// default bias −ln(key length) is pinned to the whole problem's length.
+template <class Score>
+Score over_all_keys(Score score, idx keys) {
+  if constexpr (requires {
+                  score.bias = 0.0f;
+                  score.head_bias.empty();
+                })
+    if (!score.bias && score.head_bias.empty())
+      score.bias = keys > 0 ? -std::log(static_cast<float>(keys)) : 0.0f;
+  return score;
+}
+
+/// Dilated neighborhood attention as Π d_i undilated problems over the residue groups'
+/// sub-grids (dilation_groups.hpp); the same result as the direct call, every check first.
+template <class Arch, int K, class Q, class KT, class V, class O, class Score>
+void attention_by_dilation_group(const Q& q, const KT& k, const V& v, O& out, const Score& score,
+                                 const neighborhood<K>& pattern, const options& opt) {
+  const auto qf = view_of(flat_view(q)), kf = view_of(flat_view(k)), vf = view_of(flat_view(v));
+  const auto of = view_of(flat_view(out));
+  const problem_shape shape = check_qkvo(qf, kf, vf, of);
+  check_out_disjoint(qf, kf, vf, of);
+  score.check(shape);
+  pattern.check(shape);
+  check_options(opt, shape);
+
+  const dilation_groups<K> groups{pattern.extent, pattern.dilation};
+  neighborhood<K> sub = pattern;
+  sub.dilation = filled<K>(1);
+  const Score sub_score = over_all_keys(score, shape.seq_k);
+  tensor4<float> qg, kg, vg, og;
+  for (idx index = 0; index < groups.count(); ++index) {
+    const std::array<idx, K> g = groups.residues(index);
+    sub.extent = groups.sub_extent(g);
+    idx tokens = 1;
+    for (idx x : sub.extent) tokens *= x;
+    gather_group(groups, g, view4<const float>(qf), qg, tokens);
+    gather_group(groups, g, view4<const float>(kf), kg, tokens);
+    gather_group(groups, g, view4<const float>(vf), vg, tokens);
+    og.resize(shape.batch, tokens, shape.heads_q, shape.head_dim_v);
+    attention<Arch>(std::as_const(qg), std::as_const(kg), std::as_const(vg), og, sub_score, sub,
+                    opt);
+    scatter_group(groups, g, og, of);
+  }
+}
+
 }  // namespace detail
 
 /// Attention over a K-dimensional grid (K = 2, 3; see the top of this file).
@@ -117,6 +179,12 @@ requires(P::rank >= 2 && detail::float_grid<Q, 3 + P::rank> && detail::float_gri
                                                          const P& pattern,
                                                          const options& opt = {}) {
   detail::check_grid_tensors(q, k, v, out);
+  if (detail::splits_dilation(pattern, opt)) {
+    if constexpr (requires { pattern.dilation; })
+      detail::attention_by_dilation_group<Arch>(q, k, v, out, score,
+                                                detail::with_extents(pattern, q), opt);
+    return;
+  }
   auto of = detail::flat_view(out);
   attention<Arch>(detail::flat_view(q), detail::flat_view(k), detail::flat_view(v), of, score,
                   detail::with_extents(pattern, q), opt);

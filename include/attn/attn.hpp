@@ -9,6 +9,7 @@
 #include "attn/exec/executor.hpp"
 #include "attn/linear/attention.hpp"
 #include "attn/merge.hpp"
+#include "attn/narrow_tensors.hpp"
 #include "attn/neighborhood.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/alibi.hpp"

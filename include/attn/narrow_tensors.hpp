@@ -1,0 +1,148 @@
+// Q, K, V and out as bfloat16 or half tensors: the same attn::attention call, any mix of
+// element types, always accumulating in float.
+//
+//   Eigen::Tensor<Eigen::bfloat16, 4, Eigen::RowMajor> q(…), k(…), v(…), out(…);
+//   attn::attention(q, k, v, out, attn::softmax{}, attn::causal{});
+//
+// Where the narrow values become float depends on which loop runs (attention.hpp):
+//   - split-KV decoding (≤ 16 queries per head) is memory-bound, so K and V are read in place
+//     in their narrow format and widened block by block as the loop packs them (the same row
+//     source mechanism as the KV cache, kernel/kv_source.hpp): half the bytes of fp32;
+//   - prefill is compute-bound (O(N²·D) FLOPs on O(N·D) values), so narrow K and V are widened
+//     once per call into float scratch (at N = 2048, D = 64 that is 0.1 % of the kernel's time)
+//     and the float loop runs unchanged.
+// A narrow q is widened once; a narrow out is computed in float scratch and rounded to nearest
+// even once at the end. Errors are those of the float call, thrown before anything is written.
+#pragma once
+
+#include <Eigen/Core>
+#include <type_traits>
+
+#include "attn/attention.hpp"
+#include "attn/cache/element.hpp"
+#include "attn/kernel/kv_source.hpp"
+
+namespace attn {
+namespace detail {
+
+template <class T>
+concept narrow_element = std::is_same_v<T, Eigen::bfloat16> || std::is_same_v<T, Eigen::half>;
+
+/// A rank-4 row-major tensor of float, bfloat16 or half.
+template <class X>
+concept any_input = row_major_tensor<X, 4> &&
+    (std::is_same_v<scalar_of<X>, float> || narrow_element<scalar_of<X>>);
+template <class X>
+concept any_output =
+    any_input<X> && !std::is_const_v<std::remove_pointer_t<decltype(std::declval<X&>().data())>>;
+
+/// Rows of a [batch, seq, heads, width] narrow tensor, widened to float as they are packed.
+template <class T>
+struct widened_rows {
+  view4<const T> t;
+
+  idx width() const { return t.head_dim(); }
+  void pack(idx b, idx j0, idx n, float* dst, idx ld, idx head_ld) const {
+    const idx w = width();
+    for (idx j = j0; j < j0 + n; ++j)
+      for (idx h = 0; h < t.heads(); ++h) {
+        float* row = dst + (j - j0) * ld + h * head_ld;
+        decode_row<T>(t.row(b, j, h), nullptr, w, row);
+        std::fill(row + w, row + head_ld, 0.0f);
+      }
+  }
+  void prefetch(idx b, idx j0, idx n) const {
+    const idx bytes = static_cast<idx>(sizeof(T)) * width();
+    for (idx j = j0; j < std::min(j0 + n, t.seq()); ++j)
+      for (idx h = 0; h < t.heads(); ++h) prefetch_bytes(t.row(b, j, h), bytes);
+  }
+};
+
+/// The split-KV row source of a view: in place for float, widened while packing otherwise.
+template <class T>
+auto row_source(const view4<const T>& t) {
+  if constexpr (std::is_same_v<T, float>)
+    return strided_rows{t};
+  else
+    return widened_rows<T>{t};
+}
+
+/// A float view of `t`: `t` itself for float, else a widened contiguous copy kept in `scratch`.
+template <class T>
+view4<const float> as_float(const view4<const T>& t, tensor4<float>& scratch) {
+  if constexpr (std::is_same_v<T, float>) {
+    return t;
+  } else {
+    scratch.resize(t.dims[0], t.dims[1], t.dims[2], t.dims[3]);
+    float* dst = scratch.data();
+    for (idx b = 0; b < t.batch(); ++b)
+      for (idx j = 0; j < t.seq(); ++j)
+        for (idx h = 0; h < t.heads(); ++h, dst += t.head_dim())
+          decode_row<T>(t.row(b, j, h), nullptr, t.head_dim(), dst);
+    return view_of(std::as_const(scratch));
+  }
+}
+
+}  // namespace detail
+
+/// Attention with bfloat16 or half tensors among q, k, v and out; see the file comment.
+template <class Arch = simd::default_arch, detail::any_input Q, detail::any_input K,
+          detail::any_input V, detail::any_output O, class Score = softmax, class Pattern = dense>
+requires(!(detail::float_input<Q> && detail::float_input<K> && detail::float_input<V> &&
+           detail::float_output<O>)) void attention(const Q& q, const K& k, const V& v, O& out,
+                                                    const Score& score = {},
+                                                    const Pattern& pattern = {},
+                                                    const options& opt = {}) {
+  const auto qv = detail::view_of(q), kv = detail::view_of(k), vv = detail::view_of(v);
+  const auto ov = detail::view_of(out);
+  detail::prefill_args a;
+  a.shape = detail::check_qkvo(qv, kv, vv, ov);
+  detail::check_out_disjoint(qv, kv, vv, ov);
+  detail::complete_args(a, score, pattern, opt);  // validates everything before any work
+
+  tensor4<float> q_float, k_float, v_float, out_float;
+  a.q = detail::as_float(detail::view4<const detail::scalar_of<Q>>(qv), q_float);
+  using TO = detail::scalar_of<O>;
+  if constexpr (std::is_same_v<TO, float>) {
+    a.out = ov;
+  } else {
+    out_float.resize(ov.dims[0], ov.dims[1], ov.dims[2], ov.dims[3]);
+    a.out = detail::view_of(out_float);
+  }
+
+  const detail::view4<const detail::scalar_of<K>> k_const = kv;
+  const detail::view4<const detail::scalar_of<V>> v_const = vv;
+  if (detail::use_split_kv(opt, a.shape)) {
+    // K and V are read in place; a.k / a.v carry only the shape.
+    a.k.dims = kv.dims;
+    a.v.dims = vv.dims;
+    detail::run<Arch>(a, score, pattern, opt, detail::row_source(k_const),
+                      detail::row_source(v_const), false);
+  } else {
+    a.k = detail::as_float(k_const, k_float);
+    a.v = detail::as_float(v_const, v_float);
+    detail::run<Arch>(a, score, pattern, opt, detail::strided_rows{a.k}, detail::strided_rows{a.v});
+  }
+
+  if constexpr (!std::is_same_v<TO, float>) {
+    const float* src = out_float.data();
+    for (idx b = 0; b < ov.batch(); ++b)
+      for (idx i = 0; i < ov.seq(); ++i)
+        for (idx h = 0; h < ov.heads(); ++h, src += ov.head_dim())
+          detail::encode_row<TO>(src, ov.head_dim(), ov.row(b, i, h), nullptr);
+  }
+}
+
+/// Overload for an rvalue output view (e.g. a TensorMap built in the call).
+template <class Arch = simd::default_arch, detail::any_input Q, detail::any_input K,
+          detail::any_input V, detail::any_output O, class Score = softmax, class Pattern = dense>
+requires(!std::is_lvalue_reference_v<O> &&
+         !(detail::float_input<Q> && detail::float_input<K> && detail::float_input<V> &&
+           detail::float_output<O>)) void attention(const Q& q, const K& k, const V& v, O&& out,
+                                                    const Score& score = {},
+                                                    const Pattern& pattern = {},
+                                                    const options& opt = {}) {
+  attention<Arch>(q, k, v, out, score, pattern, opt);
+}
+
+}  // namespace attn

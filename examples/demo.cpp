@@ -28,6 +28,7 @@
 
 #include "demo_cli.hpp"
 #include "eigen_attention.hpp"
+#include "llm/llm_block.hpp"
 
 namespace {
 
@@ -237,6 +238,48 @@ void decode_section(const demo::settings& cfg, const demo::machine& m, demo::tab
   }
 }
 
+/// The Llama-style decoder of examples/llm generating tokens with one attention variant: time
+/// per decoded token, useful GFLOP/s (2 per weight, 4·D per cached key and query head), and
+/// as "error" the largest |decoded − prefilled| hidden state (decode through the cache or
+/// state must equal a fresh prefill of the whole sequence).
+template <class Attention>
+void llm_row(const demo::settings& cfg, const demo::machine& m, demo::table& t, const char* name,
+             Attention attention) {
+  const std::string variant = std::string("llm decode ") + name;
+  if (!cfg.selects(variant)) return;
+  t.progress(variant, cfg.threads);
+  llm::config model;
+  model.threads = cfg.threads;
+  const llm::idx prompt = cfg.size.seq / 4, generate = cfg.size.decode_steps;
+  model.max_seq = prompt + generate;
+  const llm::generation g = llm::generate_and_check(model, 1, attention, prompt, generate);
+  const double per_layer =
+      static_cast<double>(model.d_model * model.head_dim * (2 * model.heads + 2 * model.kv_heads) +
+                          3 * model.d_model * model.d_ff);
+  const double weights = per_layer * static_cast<double>(model.layers) +
+                         static_cast<double>(model.d_model * model.vocab);
+  const double attention_flops = 4.0 * static_cast<double>(model.heads * model.head_dim) *
+                                 static_cast<double>(prompt + generate / 2) *
+                                 static_cast<double>(model.layers);
+  const double s = g.decode_seconds / static_cast<double>(generate);
+  const double gflops = (2.0 * weights + attention_flops) / s * 1e-9;
+  t.add({.variant = variant,
+         .shape = "L4 d256 GQA8:2 ctx" + std::to_string(prompt),
+         .threads = cfg.threads,
+         .seconds = s,
+         .gflops = gflops,
+         .limit = "FMA",
+         .fraction = gflops / m.fma_gflops(cfg.threads),
+         .vs_eigen = 0,
+         .max_error = static_cast<double>(g.max_diff)});
+}
+
+void llm_section(const demo::settings& cfg, const demo::machine& m, demo::table& t) {
+  llm_row(cfg, m, t, "softmax", llm::softmax_attention{});
+  llm_row(cfg, m, t, "window+sinks", llm::window_attention{.window = 64, .sinks = 4});
+  llm_row(cfg, m, t, "linear", llm::linear_attention{});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -258,12 +301,14 @@ int main(int argc, char** argv) {
   demo::table table;
   attention_section(cfg, m, table);
   decode_section(cfg, m, table);
+  llm_section(cfg, m, table);
   table.print();
   std::printf(
       "\nGFLOP/s: useful FLOPs (4·D per visible query-key pair and head; causal counts half).\n"
       "%% of limit: of the FMA peak for compute-bound rows, of the read bandwidth (K/V bytes "
       "read per token) for decoding.\nvs Eigen: time of the plain Eigen composition (one "
-      "thread) / time of attn. max error: batch 0, head 0 against the double reference.\n");
+      "thread) / time of attn. max error: batch 0, head 0 against the double reference; llm rows:\n"
+      "a Llama-style decoder (examples/llm), ms per generated token, error = decode vs prefill.\n");
   if (!cfg.json_path.empty() && !table.write_json(cfg.json_path, m)) {
     std::fprintf(stderr, "attn_demo: cannot write %s\n", cfg.json_path.c_str());
     return 1;

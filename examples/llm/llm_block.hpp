@@ -23,6 +23,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <random>
@@ -474,5 +475,52 @@ class language_model {
   matrix head_;  // [d_model, vocab]
   decoder<Attention> decoder_;
 };
+
+/// What generating tokens after a prompt measured, and the decode-vs-prefill check: each
+/// decoded token's hidden state against the same row of one fresh prefill of the whole
+/// sequence (for the last token that is literally "prefill of t + 1 tokens"; for earlier ones
+/// it holds because the model is causal).
+struct generation {
+  std::vector<int> tokens;  ///< prompt, then the greedy choices
+  double prefill_seconds = 0, decode_seconds = 0;
+  float max_diff = 0, max_rms = 0;  ///< max |decoded − prefilled|, largest hidden-state RMS
+};
+
+/// A random `prompt`-token prompt (seeded), prefilled, then `generate` tokens decoded greedily
+/// one at a time through the variant's cache or state; then the check.
+template <class Attention>
+generation generate_and_check(const config& model, unsigned seed, Attention attention, idx prompt,
+                              idx generate) {
+  language_model<Attention> lm(model, seed, attention);
+  auto& dec = lm.layers();
+  generation g;
+  std::mt19937 rng(seed + 1000);
+  std::uniform_int_distribution<int> token(0, static_cast<int>(model.vocab - 1));
+  for (idx t = 0; t < prompt; ++t) g.tokens.push_back(token(rng));
+
+  auto state = dec.new_state();
+  auto t0 = std::chrono::steady_clock::now();
+  const matrix prompt_hidden = dec.forward_prefill(state, lm.embed(g.tokens));
+  g.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<matrix> decoded;  // hidden state of each decoded token
+  int next = lm.next_token(prompt_hidden.bottomRows(1));
+  t0 = std::chrono::steady_clock::now();
+  for (idx i = 0; i < generate; ++i) {
+    g.tokens.push_back(next);
+    decoded.push_back(dec.forward_decode(state, lm.embed({next})));
+    next = lm.next_token(decoded.back());
+  }
+  g.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  auto fresh = dec.new_state();
+  const matrix all = dec.forward_prefill(fresh, lm.embed(g.tokens));
+  for (idx i = 0; i < generate; ++i) {
+    const auto row = all.row(prompt + i);
+    g.max_diff =
+        std::max(g.max_diff, (row - decoded[static_cast<std::size_t>(i)]).cwiseAbs().maxCoeff());
+    g.max_rms = std::max(g.max_rms, row.norm() / std::sqrt(static_cast<float>(row.size())));
+  }
+  return g;
+}
 
 }  // namespace llm

@@ -37,45 +37,14 @@ struct settings {
 
 constexpr float tolerance = 1e-4f;
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 /// Runs one variant; returns whether its decode-vs-prefill check passed.
 template <class Attention>
 bool run(const settings& s, Attention attention) {
-  llm::language_model<Attention> lm(s.model, s.seed, attention);
-  auto& dec = lm.layers();
-
-  std::mt19937 rng(s.seed + 1000);
-  std::uniform_int_distribution<int> token(0, static_cast<int>(s.model.vocab - 1));
-  std::vector<int> tokens;
-  for (llm::idx t = 0; t < s.prompt; ++t) tokens.push_back(token(rng));
-
-  // Prefill the prompt, then decode greedily, one token at a time.
-  auto state = dec.new_state();
-  auto t0 = std::chrono::steady_clock::now();
-  const llm::matrix prompt_hidden = dec.forward_prefill(state, lm.embed(tokens));
-  const double prefill_s = seconds_since(t0);
-  std::vector<llm::matrix> decoded;  // hidden state of each decoded token
-  int next = lm.next_token(prompt_hidden.bottomRows(1));
-  t0 = std::chrono::steady_clock::now();
-  for (llm::idx g = 0; g < s.generate; ++g) {
-    tokens.push_back(next);
-    decoded.push_back(dec.forward_decode(state, lm.embed({next})));
-    next = lm.next_token(decoded.back());
-  }
-  const double decode_s = seconds_since(t0);
-
-  // The check: one fresh prefill of prompt + generated tokens.
-  auto fresh = dec.new_state();
-  const llm::matrix all = dec.forward_prefill(fresh, lm.embed(tokens));
-  float diff = 0.0f, rms = 0.0f;
-  for (llm::idx g = 0; g < s.generate; ++g) {
-    const auto row = all.row(s.prompt + g);
-    diff = std::max(diff, (row - decoded[static_cast<std::size_t>(g)]).cwiseAbs().maxCoeff());
-    rms = std::max(rms, row.norm() / std::sqrt(static_cast<float>(row.size())));
-  }
+  const llm::generation g =
+      llm::generate_and_check(s.model, s.seed, attention, s.prompt, s.generate);
+  const std::vector<int>& tokens = g.tokens;
+  const double prefill_s = g.prefill_seconds, decode_s = g.decode_seconds;
+  const float diff = g.max_diff, rms = g.max_rms;
   const bool ok = diff <= tolerance;
   std::printf("%-8s prefill %4td tokens %8.2f ms | decode %4td tokens %8.1f tok/s | last tokens",
               Attention::name, s.prompt, prefill_s * 1e3, s.generate,

@@ -29,6 +29,8 @@
 #include "demo_cli.hpp"
 #include "eigen_attention.hpp"
 #include "llm/llm_block.hpp"
+#include "long_context/long_context_block.hpp"
+#include "vision/vision_block.hpp"
 
 namespace {
 
@@ -280,6 +282,82 @@ void llm_section(const demo::settings& cfg, const demo::machine& m, demo::table&
   llm_row(cfg, m, t, "linear", llm::linear_attention{});
 }
 
+/// One forward of a block model (examples/vision, examples/long_context): time, the attention
+/// stage's useful GFLOP/s against the FMA peak, and the first layers' attention error against
+/// the double reference (`check` returns it).
+template <class Model, class Check>
+void block_row(const demo::settings& cfg, const demo::machine& m, demo::table& t,
+               const std::string& variant, const std::string& shape, Model& model,
+               std::vector<float> x, examples::index head_dim, Check check) {
+  t.progress(variant, cfg.threads);
+  model.forward(x.data());  // warm-up: first-touch allocations
+  model.timer.clear();
+  const int runs = cfg.size.runs;
+  const double s = median_seconds(runs, [&] { model.forward(x.data()); });
+  double attention_s = 0;
+  for (std::size_t i = 0; i < model.timer.names.size(); ++i)
+    if (model.timer.names[i] == "attention") attention_s = model.timer.seconds[i] / runs;
+  const double gflops =
+      attention_s > 0
+          ? examples::attention_flops(model.visible_pairs(), head_dim) / attention_s * 1e-9
+          : 0.0;
+  t.add({.variant = variant,
+         .shape = shape,
+         .threads = cfg.threads,
+         .seconds = s,
+         .gflops = gflops,
+         .limit = "FMA",
+         .fraction = gflops / m.fma_gflops(cfg.threads),
+         .vs_eigen = 0,
+         .max_error = check()});
+}
+
+std::vector<float> uniform_input(std::size_t n, std::uint32_t seed) {
+  std::vector<float> x(n);
+  std::mt19937 rng(seed);
+  examples::fill_uniform(rng, x.data(), static_cast<examples::index>(n), 1.0f);
+  return x;
+}
+
+template <class A>
+void vision_row(const demo::settings& cfg, const demo::machine& m, demo::table& t,
+                const char* name) {
+  const std::string variant = std::string("vision ") + name;
+  if (!cfg.selects(variant)) return;
+  namespace vision = examples::vision;
+  vision::config c;
+  c.height = c.width = cfg.size.seq >= 1024 ? 56 : 14;
+  c.threads = cfg.threads;
+  vision::model<A> model(c);
+  auto x = uniform_input(static_cast<std::size_t>(c.tokens() * c.channels), 3);
+  const std::string shape = std::to_string(c.height) + "x" + std::to_string(c.width) + " C" +
+                            std::to_string(c.channels) + " " + std::to_string(c.layers) + " layers";
+  block_row(cfg, m, t, variant, shape, model, x, c.head_dim(),
+            [&] { return vision::check_layer(model, x.data(), 1).first; });
+}
+
+template <class A>
+void long_context_row(const demo::settings& cfg, const demo::machine& m, demo::table& t,
+                      const char* name) {
+  const std::string variant = std::string("long-context ") + name;
+  if (!cfg.selects(variant)) return;
+  namespace lc = examples::long_context;
+  lc::config c;
+  c.n = 2 * cfg.size.seq;
+  c.threads = cfg.threads;
+  lc::model<A> model(c);
+  auto x = uniform_input(static_cast<std::size_t>(c.tokens() * c.channels), 4);
+  block_row(cfg, m, t, variant, "N" + std::to_string(c.n) + " C" + std::to_string(c.channels),
+            model, x, c.head_dim(), [&] { return lc::check_layer(model, x.data()).first; });
+}
+
+void block_section(const demo::settings& cfg, const demo::machine& m, demo::table& t) {
+  vision_row<examples::vision::neighborhood_policy>(cfg, m, t, "NAT/DiNAT");
+  vision_row<examples::vision::biformer_policy>(cfg, m, t, "BiFormer");
+  long_context_row<examples::long_context::bigbird_policy>(cfg, m, t, "BigBird");
+  long_context_row<examples::long_context::longformer_policy>(cfg, m, t, "Longformer");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -302,13 +380,16 @@ int main(int argc, char** argv) {
   attention_section(cfg, m, table);
   decode_section(cfg, m, table);
   llm_section(cfg, m, table);
+  block_section(cfg, m, table);
   table.print();
   std::printf(
       "\nGFLOP/s: useful FLOPs (4·D per visible query-key pair and head; causal counts half).\n"
       "%% of limit: of the FMA peak for compute-bound rows, of the read bandwidth (K/V bytes "
       "read per token) for decoding.\nvs Eigen: time of the plain Eigen composition (one "
       "thread) / time of attn. max error: batch 0, head 0 against the double reference; llm rows:\n"
-      "a Llama-style decoder (examples/llm), ms per generated token, error = decode vs prefill.\n");
+      "a Llama-style decoder (examples/llm), ms per generated token, error = decode vs prefill;\n"
+      "vision and long-context rows: one forward of the block stack (examples/), GFLOP/s of its\n"
+      "attention stage, error of one layer's attention against the double reference.\n");
   if (!cfg.json_path.empty() && !table.write_json(cfg.json_path, m)) {
     std::fprintf(stderr, "attn_demo: cannot write %s\n", cfg.json_path.c_str());
     return 1;

@@ -32,6 +32,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -304,5 +305,63 @@ class arguments {
   std::vector<std::string> args_;
   std::vector<std::size_t> used_;
 };
+
+/// `layers` blocks with attention policy A, built from a Config with channels, mlp_ratio,
+/// layers, seed and tokens() (vision::config, long_context::config). A policy is made as
+/// A(config, layer, rng) when it draws weights of its own (BiFormer's LCE), else A(config, layer).
+template <class Config, attention_policy A>
+struct block_stack {
+  Config cfg;
+  std::vector<block<A>> blocks;
+  block_workspace ws;
+  stage_timer timer;
+
+  explicit block_stack(const Config& c) : cfg(c) {
+    std::mt19937 rng(c.seed);
+    for (index l = 0; l < c.layers; ++l)
+      blocks.emplace_back(rng, c.channels, c.mlp_ratio * c.channels, make_policy(c, l, rng));
+  }
+
+  /// x [tokens, C] ← the stack's output, in place.
+  void forward(float* x) {
+    for (block<A>& b : blocks) b.forward(x, cfg.tokens(), ws, timer);
+  }
+
+  /// Visible pairs of every layer's latest attention, over heads and batch.
+  double visible_pairs() const {
+    double p = 0;
+    for (const block<A>& b : blocks) p += b.attention.visible_pairs();
+    return p;
+  }
+
+ private:
+  static A make_policy(const Config& c, index layer, std::mt19937& rng) {
+    if constexpr (std::is_constructible_v<A, const Config&, index, std::mt19937&>)
+      return A(c, layer, rng);
+    else
+      return A(c, layer);
+  }
+};
+
+/// Largest |attn − reference| of layer `layer`'s attention output for input x (the block's own
+/// LN₁ and projections produce q, k, v; both sides see the same ones), and the largest
+/// |reference|, so that the error can be read relative to the output's scale.
+template <class Config, class A>
+std::pair<double, double> check_layer(block_stack<Config, A>& m, const float* x, index layer = 0) {
+  block<A>& b = m.blocks[static_cast<std::size_t>(layer)];
+  stage_timer unused;
+  m.ws.resize(m.cfg.tokens(), m.cfg.channels);
+  b.project_qkv(x, m.cfg.tokens(), m.ws, unused);
+  b.attention.attend(m.ws.q.data(), m.ws.k.data(), m.ws.v.data(), m.ws.attended.data(), unused);
+  const auto r = b.attention.reference(m.ws.q.data(), m.ws.k.data(), m.ws.v.data());
+  double err = 0, scale = 0;
+  for (index i = 0; i < r.out.size(); ++i) {
+    const double want = r.out.data()[i];
+    const double got = m.ws.attended[static_cast<std::size_t>(i)];
+    err = std::max(err, std::abs(got - want));
+    scale = std::max(scale, std::abs(want));
+  }
+  return {err, scale};
+}
 
 }  // namespace examples

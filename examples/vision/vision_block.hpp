@@ -205,51 +205,7 @@ struct biformer_policy {
 
 /// `layers` blocks with attention policy A on maps [B, H, W, C].
 template <class A>
-struct model {
-  config cfg;
-  std::vector<block<A>> blocks;
-  block_workspace ws;
-  stage_timer timer;
-
-  explicit model(const config& c) : cfg(c) {
-    std::mt19937 rng(c.seed);
-    for (index l = 0; l < c.layers; ++l)
-      blocks.emplace_back(rng, c.channels, c.mlp_ratio * c.channels, A(c, l, rng));
-  }
-
-  /// x [B, H, W, C] ← the stage's output, in place.
-  void forward(float* x) {
-    for (block<A>& b : blocks) b.forward(x, cfg.tokens(), ws, timer);
-  }
-
-  /// Visible pairs of every layer's latest attention, over heads and batch.
-  double visible_pairs() const {
-    double p = 0;
-    for (const block<A>& b : blocks) p += b.attention.visible_pairs();
-    return p;
-  }
-};
-
-/// Largest |attn − reference| of layer `layer`'s attention output for input x (the block's own
-/// LN₁ and projections produce q, k, v; both sides see the same ones). Also returns the largest
-/// |reference| so that the error can be read relative to the output's scale.
-template <class A>
-std::pair<double, double> check_layer(model<A>& m, const float* x, index layer) {
-  block<A>& b = m.blocks[static_cast<std::size_t>(layer)];
-  stage_timer unused;
-  m.ws.resize(m.cfg.tokens(), m.cfg.channels);
-  b.project_qkv(x, m.cfg.tokens(), m.ws, unused);
-  b.attention.attend(m.ws.q.data(), m.ws.k.data(), m.ws.v.data(), m.ws.attended.data(), unused);
-  const attn::reference::result r =
-      b.attention.reference(m.ws.q.data(), m.ws.k.data(), m.ws.v.data());
-  double err = 0, scale = 0;
-  for (index i = 0; i < r.out.size(); ++i) {
-    const double want = r.out.data()[i];
-    err = std::max(
-        err, std::abs(static_cast<double>(m.ws.attended[static_cast<std::size_t>(i)]) - want));
-    scale = std::max(scale, std::abs(want));
-  }
-  return {err, scale};
-}
+using model = block_stack<config, A>;
+using examples::check_layer;  // of a model: one layer's attention against the reference
 
 }  // namespace examples::vision

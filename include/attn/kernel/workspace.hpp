@@ -3,8 +3,9 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -44,9 +45,7 @@ class nonfinite_values {
   /// Checks packed row `row` (width floats at v); if it holds a non-finite value, keeps a copy
   /// and zeroes it.
   void scan(std::ptrdiff_t row, float* v, std::ptrdiff_t width) {
-    bool finite = true;
-    for (std::ptrdiff_t e = 0; e < width; ++e) finite &= std::isfinite(v[e]);
-    if (finite) return;
+    if (all_finite(v, width)) return;
     rows_.push_back(row);
     values_.insert(values_.end(), v, v + width);
     std::fill(v, v + width, 0.0f);
@@ -70,6 +69,17 @@ class nonfinite_values {
   }
 
  private:
+  /// Whether no value of v[0 .. width) is NaN or ±inf. Those are the values whose exponent bits
+  /// are all ones; testing the bits as integers (an OR-reduction the compiler vectorises) keeps
+  /// the scan at load speed, where a std::isfinite per value stays scalar without -ffast-math.
+  static bool all_finite(const float* v, std::ptrdiff_t width) {
+    constexpr std::uint32_t exponent = 0x7f800000u;
+    std::uint32_t widest = 0;
+    for (std::ptrdiff_t e = 0; e < width; ++e)
+      widest = std::max(widest, std::bit_cast<std::uint32_t>(v[e]) & exponent);
+    return widest != exponent;
+  }
+
   std::vector<std::ptrdiff_t> rows_;
   std::vector<float> values_;
 };

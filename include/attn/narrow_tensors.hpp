@@ -37,36 +37,6 @@ concept any_output =
     any_input<X> && !std::is_const_v<std::remove_pointer_t<decltype(std::declval<X&>().data())>>;
 
 /// Rows of a [batch, seq, heads, width] narrow tensor, widened to float as they are packed.
-template <class T>
-struct widened_rows {
-  view4<const T> t;
-
-  idx width() const { return t.head_dim(); }
-  void pack(idx b, idx j0, idx n, float* dst, idx ld, idx head_ld) const {
-    const idx w = width();
-    for (idx j = j0; j < j0 + n; ++j)
-      for (idx h = 0; h < t.heads(); ++h) {
-        float* row = dst + (j - j0) * ld + h * head_ld;
-        decode_row<T>(t.row(b, j, h), nullptr, w, row);
-        std::fill(row + w, row + head_ld, 0.0f);
-      }
-  }
-  void prefetch(idx b, idx j0, idx n) const {
-    const idx bytes = static_cast<idx>(sizeof(T)) * width();
-    for (idx j = j0; j < std::min(j0 + n, t.seq()); ++j)
-      for (idx h = 0; h < t.heads(); ++h) prefetch_bytes(t.row(b, j, h), bytes);
-  }
-};
-
-/// The split-KV row source of a view: in place for float, widened while packing otherwise.
-template <class T>
-auto row_source(const view4<const T>& t) {
-  if constexpr (std::is_same_v<T, float>)
-    return strided_rows{t};
-  else
-    return widened_rows<T>{t};
-}
-
 /// A float view of `t`: `t` itself for float, else a widened contiguous copy kept in `scratch`.
 template <class T>
 view4<const float> as_float(const view4<const T>& t, tensor4<float>& scratch) {
@@ -116,8 +86,8 @@ requires(!(detail::float_input<Q> && detail::float_input<K> && detail::float_inp
     // K and V are read in place; a.k / a.v carry only the shape.
     a.k.dims = kv.dims;
     a.v.dims = vv.dims;
-    detail::run<Arch>(a, score, pattern, opt, detail::row_source(k_const),
-                      detail::row_source(v_const), false);
+    detail::run<Arch>(a, score, pattern, opt, detail::strided_rows{k_const},
+                      detail::strided_rows{v_const}, false);
   } else {
     a.k = detail::as_float(k_const, k_float);
     a.v = detail::as_float(v_const, v_float);

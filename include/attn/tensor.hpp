@@ -17,6 +17,9 @@
 
 namespace attn {
 
+/// Sizes, indices and strides: signed, like Eigen::Index.
+using idx = std::ptrdiff_t;
+
 /// The owning tensor type attn works on: [batch, sequence, heads, head_dim], row-major.
 template <class T = float>
 using tensor4 = Eigen::Tensor<T, 4, Eigen::RowMajor>;

@@ -9,9 +9,9 @@
 //
 // The cache supplies the key lengths (options::key_lengths must be left empty), so causal
 // patterns align bottom-right to each sequence's length: the new queries are its last
-// positions. Rows are decoded to float block by block as the split-KV loop packs them
-// (kernel/kv_source.hpp); a contiguous or ring float cache with more than 16 queries per head
-// runs the prefill loop on the storage directly.
+// positions. The split-KV loop copies blocks of rows in their stored format and widens them
+// to float in registers (kernel/kv_source.hpp); a contiguous or ring float cache with more than 16
+// queries per head runs the prefill loop on the storage directly.
 #pragma once
 
 #include "attn/attention.hpp"
@@ -24,10 +24,11 @@ namespace detail {
 /// Keys (Values = false) or values of a kv_cache as a row source for the split-KV loop.
 template <class T, bool Values>
 struct cache_rows {
+  using element = T;
   const kv_cache<T>* cache;
 
   idx width() const { return Values ? cache->config().head_dim_v : cache->config().head_dim; }
-  const stored_t<T>* row(idx storage_row, idx h) const {
+  const stored_t<T>* stored(idx storage_row, idx h) const {
     if constexpr (Values)
       return cache->value_row(storage_row, h);
     else
@@ -39,22 +40,22 @@ struct cache_rows {
     else
       return cache->key_scales(storage_row, h);
   }
-  void pack(idx b, idx j0, idx n, float* dst, idx ld, idx head_ld) const {
-    const idx w = width(), heads = cache->config().heads;
-    for (idx j = j0; j < j0 + n; ++j) {
+  void stage(idx b, idx j0, idx n, stored_t<T>* values, idx ld, float* scale_out,
+             idx scale_ld) const {
+    const idx heads = cache->config().heads;
+    for (idx j = j0; j < j0 + n; ++j) {  // a slot's heads are contiguous, values and scales
       const idx r = cache->row_of(b, j);
-      for (idx h = 0; h < heads; ++h) {
-        float* out = dst + (j - j0) * ld + h * head_ld;
-        decode_row<T>(row(r, h), scales(r, h), w, out);
-        std::fill(out + w, out + head_ld, 0.0f);
-      }
+      std::copy_n(stored(r, 0), heads * width(), values + (j - j0) * ld);
+      if constexpr (std::is_same_v<T, q8_0>)
+        std::copy_n(scales(r, 0), heads * element_format<T>::scales(width()),
+                    scale_out + (j - j0) * scale_ld);
     }
   }
   void prefetch(idx b, idx j0, idx n) const {
     const idx length = cache->lengths()[static_cast<std::size_t>(b)];
     const idx bytes = cache->config().heads * width() * static_cast<idx>(sizeof(stored_t<T>));
-    for (idx j = j0; j < std::min(j0 + n, length); ++j)  // a slot's heads are contiguous
-      prefetch_bytes(row(cache->row_of(b, j), 0), bytes);
+    for (idx j = j0; j < std::min(j0 + n, length); ++j)
+      prefetch_bytes(stored(cache->row_of(b, j), 0), bytes);
   }
 };
 

@@ -5,8 +5,9 @@
 // the limit is how fast K and V stream from DRAM. Two things decide it (the ideas of
 // FlashDecoding, Dao et al. 2023, and of ggml's CPU flash-attention path):
 //   * Every K/V row is read once, not once per query head: a work item takes every head and
-//     packs each block of K/V rows once, in memory order, for all of them (kv_source.hpp says
-//     why packed); the query heads of a KV group (grouped-query attention) share its rows.
+//     reads each block of K/V rows in place, in their stored format, for all of them
+//     (kv_source.hpp); the query heads of a KV group (grouped-query attention) share its rows,
+//     and a narrow format is widened to float only in registers (decode_microkernels.hpp).
 //   * The key range of each batch is cut into chunks, so that a single sequence still keeps
 //     every worker streaming. Each chunk produces a partial result
 //     normalised over its own keys plus its log-sum-exp; the parts are merged exactly:
@@ -15,11 +16,7 @@
 //     The same score tiles (score/*.hpp) and patterns (pattern/*.hpp) as the prefill loop run
 //     on each chunk, so every pattern and score modifier works here unchanged; a softmax sink
 //     is counted by the first chunk only (softmax_tile::begin).
-//
-// Queries stay in rows here, not in lanes: with one query per head, the prefill tile's
-// "broadcast a key element across 64 query lanes" would compute 63 empty lanes. A score is a
-// dot product of a query row with a packed key row, reduced across lanes; the accumulator is
-// O[i, :] = α_i·O[i, :] + Σ_j p_ij·V[j, :] with V rows streamed from L1.
+
 #pragma once
 
 #include <algorithm>
@@ -28,17 +25,14 @@
 #include <limits>
 #include <vector>
 
+#include "attn/kernel/decode_microkernels.hpp"
 #include "attn/kernel/kv_source.hpp"
 #include "attn/kernel/prefill.hpp"
 #include "attn/kernel/workspace.hpp"
 #include "attn/merge.hpp"
 #include "attn/options.hpp"
-#include "attn/simd/microkernel.hpp"
 
 namespace attn::detail {
-
-/// Queries of one head in a decode tile: the lanes of its score state.
-inline constexpr idx decode_rows = decode_max_queries;
 
 /// Fewest keys a chunk is cut down to: below that the per-chunk set-up and the merge cost more
 /// than the parallelism gains.
@@ -51,107 +45,6 @@ inline idx plan_kv_chunks(const problem_shape& s, idx query_blocks, int workers,
   // Four items per worker even out the chunks' unequal work (ragged lengths, windows).
   const idx wanted = (4 * workers + items - 1) / items;
   return std::clamp<idx>(wanted, 1, std::max<idx>(1, s.seq_k / decode_min_chunk));
-}
-
-/// st[j·decode_rows + i] = q_i · k_j for KB keys × RB query rows of `width` floats (a multiple
-/// of lanes<A>, zero-padded); q rows are `width` apart, k rows `k_stride`.
-template <class A, int KB, int RB>
-inline void dot_block(const float* q, const float* k, idx k_stride, idx width, float* st) {
-  constexpr int L = simd::lanes<A>;
-  simd::vec<A> acc[KB][RB];
-#pragma GCC unroll 8
-  for (int j = 0; j < KB; ++j)
-#pragma GCC unroll 8
-    for (int i = 0; i < RB; ++i) acc[j][i] = simd::splat<A>(0.0f);
-  for (idx d = 0; d < width; d += L) {
-    simd::vec<A> kv[KB];
-#pragma GCC unroll 8
-    for (int j = 0; j < KB; ++j) kv[j] = simd::load<A>(k + j * k_stride + d);
-#pragma GCC unroll 8
-    for (int i = 0; i < RB; ++i) {
-      const simd::vec<A> qv = simd::load<A>(q + i * width + d);
-#pragma GCC unroll 8
-      for (int j = 0; j < KB; ++j) acc[j][i] = simd::fma(qv, kv[j], acc[j][i]);
-    }
-  }
-  // KB·RB sums, in groups of L reduced together when they fill whole vectors.
-  constexpr int N = KB * RB;
-  alignas(64) float sums[N];
-  if constexpr (N % L == 0) {
-    const simd::vec<A>* flat = &acc[0][0];
-#pragma GCC unroll 8
-    for (int g = 0; g < N / L; ++g)
-      simd::store<A>(sums + g * L, simd::reduce_add_each(flat + g * L));
-  } else {
-#pragma GCC unroll 8
-    for (int n = 0; n < N; ++n) sums[n] = simd::reduce_add(acc[n / RB][n % RB]);
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < KB; ++j)
-#pragma GCC unroll 8
-    for (int i = 0; i < RB; ++i) st[j * decode_rows + i] = sums[j * RB + i];
-}
-
-/// Scores of `rows` packed query rows against `keys` packed key rows into Sᵀ [keys × 16]; the
-/// lanes past `rows` are −inf, so the score tile gives them weight 0.
-template <class A>
-inline void decode_scores(const float* q, idx rows, const float* k, idx k_stride, idx keys,
-                          idx width, float* st) {
-  constexpr int KB = 4, RB = 4;
-  if (rows < decode_rows)
-    std::fill(st, st + keys * decode_rows, -std::numeric_limits<float>::infinity());
-  for (idx i = 0; i < rows; i += RB) {
-    const int rb = static_cast<int>(std::min<idx>(RB, rows - i));
-    simd::detail::with_rows<RB + 1>(rb, [&]<int R>() {
-      idx j = 0;
-      for (; j + KB <= keys; j += KB)
-        dot_block<A, KB, R>(q + i * width, k + j * k_stride, k_stride, width,
-                            st + j * decode_rows + i);
-      if (j < keys)
-        simd::detail::with_rows<KB>(static_cast<int>(keys - j), [&]<int K>() {
-          dot_block<A, K, R>(q + i * width, k + j * k_stride, k_stride, width,
-                             st + j * decode_rows + i);
-        });
-    });
-  }
-}
-
-/// o[:] = α·o[:] + Σ_j p[j·16]·v_j[:] over VB vectors of one output row; v rows `v_stride`
-/// floats apart.
-template <class A, int VB>
-inline void accumulate_row_block(const float* p, idx keys, const float* v, idx v_stride,
-                                 float alpha, float* o) {
-  constexpr int L = simd::lanes<A>;
-  simd::vec<A> acc[VB];
-  const simd::vec<A> a = simd::splat<A>(alpha);
-#pragma GCC unroll 8
-  for (int x = 0; x < VB; ++x) acc[x] = simd::load<A>(o + x * L) * a;
-  for (idx j = 0; j < keys; ++j) {
-    const simd::vec<A> w = simd::splat<A>(p[j * decode_rows]);
-#pragma GCC unroll 8
-    for (int x = 0; x < VB; ++x)
-      acc[x] = simd::fma(w, simd::load<A>(v + j * v_stride + x * L), acc[x]);
-  }
-#pragma GCC unroll 8
-  for (int x = 0; x < VB; ++x) simd::store<A>(o + x * L, acc[x]);
-}
-
-/// O[i, :] = α_i·O[i, :] + Σ_j Pᵀ[j, i]·V[j, :] for rows i < rows; O rows `width` floats apart,
-/// V rows `v_stride`.
-template <class A>
-inline void decode_accumulate(const float* pt, idx rows, idx keys, const float* v, idx v_stride,
-                              idx width, const float* alpha, float* o) {
-  constexpr int L = simd::lanes<A>, VB = 8;  // 8 independent FMA chains hide the FMA latency
-  for (idx i = 0; i < rows; ++i) {
-    float* orow = o + i * width;
-    idx e = 0;
-    for (; e + VB * L <= width; e += VB * L)
-      accumulate_row_block<A, VB>(pt + i, keys, v + e, v_stride, alpha[i], orow + e);
-    if (e < width)
-      simd::detail::with_rows<VB>(static_cast<int>((width - e) / L), [&]<int X>() {
-        accumulate_row_block<A, X>(pt + i, keys, v + e, v_stride, alpha[i], orow + e);
-      });
-  }
 }
 
 /// Where the chunks of a split row leave their normalised partial outputs and LSEs before the
@@ -190,19 +83,42 @@ void merge_parts(const prefill_args& a, split_parts& parts) {
       }
 }
 
-/// Keys per packed block: about 128 KiB of K and V for all KV heads, which stays in L2 while
-/// every query head reads its part (at 8 KV heads × 128 floats: 16 keys).
-inline idx decode_block_keys(idx heads_kv, idx row_floats) {
-  constexpr idx budget = 32 * 1024;  // floats
-  return std::clamp<idx>(budget / std::max<idx>(1, heads_kv * row_floats), 8, 64);
+/// Keys per block: about 128 KiB of staged K and V for all KV heads, which stays in L2 while
+/// every query head reads its part (fp32 at 8 KV heads × 128 values: 16 keys; bf16: 32).
+inline idx decode_block_keys(idx heads_kv, idx row_bytes) {
+  constexpr idx budget = 128 * 1024;
+  return std::clamp<idx>(budget / std::max<idx>(1, heads_kv * row_bytes), 8, 64);
 }
+
+/// Staging memory of one worker for a row source's block: NB keys of `heads` rows in the stored
+/// format, one cache line of padding after each key so that the rows of one head, ld apart,
+/// do not all fall into the same few L1 sets; and for q8_0 their scales.
+template <class T>
+struct staged_block {
+  idx ld = 0, scale_ld = 0, width = 0, scales_per_row = 0;
+  aligned_floats values_memory, scales_memory;
+
+  staged_block(idx keys, idx heads, idx w)
+      : ld(heads * w + 64 / static_cast<idx>(sizeof(stored_t<T>))),
+        scale_ld(heads * element_format<T>::scales(w)),
+        width(w),
+        scales_per_row(element_format<T>::scales(w)),
+        values_memory(
+            static_cast<std::size_t>((keys * ld * static_cast<idx>(sizeof(stored_t<T>)) + 3) / 4)),
+        scales_memory(static_cast<std::size_t>(keys * scale_ld)) {}
+  stored_t<T>* values() const { return reinterpret_cast<stored_t<T>*>(values_memory.get()); }
+  float* scales() const { return scales_memory.get(); }
+  /// Head h of staged key j.
+  row_ref<T> row(idx j, idx h) const {
+    return {values() + j * ld + h * width, scales() + j * scale_ld + h * scales_per_row};
+  }
+};
 
 /// Runs split-KV attention for arch A and kernel-side score type ScoreTile (instantiated with
 /// decode_rows rows). keys / values: row sources (kv_source.hpp).
 ///
 /// A work item is (batch, block of ≤ 16 queries, key chunk) with every head: each block of
-/// keys is read from memory once, in memory order, and packed for all KV heads, then every
-/// query head computes its part from the packed copy.
+/// keys is read from memory once, by the tile of each KV head's query heads.
 template <class A, class ScoreTile, class Score, class Pattern, class Keys, class Values>
 void decode(const prefill_args& a, const Score& score, const Pattern& pattern, const Keys& keys,
             const Values& values, int requested_chunks) {
@@ -216,11 +132,10 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
   const idx D = s.head_dim, Dv = s.head_dim_v;
   const idx Dp = (D + L - 1) / L * L, Dvp = (Dv + L - 1) / L * L;  // lane-padded row widths
   const idx rows_max = std::min(R, s.seq_q);  // query rows per head a worker holds
-  const idx NB = decode_block_keys(Hkv, Dp + Dvp);
-  // A packed block keeps the memory's order, one key's heads after each other, so that packing
-  // is a sequential copy; one cache line of padding per key staggers the rows of one head over
-  // the L1 sets (at 8 heads × 128 floats they would be 4 KiB apart: all in the same few sets).
-  const idx kld = Hkv * Dp + 16, vld = Hkv * Dvp + 16;
+  using KeyT = typename Keys::element;
+  using ValueT = typename Values::element;
+  const idx NB = decode_block_keys(Hkv, D * static_cast<idx>(sizeof(stored_t<KeyT>)) +
+                                            Dv * static_cast<idx>(sizeof(stored_t<ValueT>)));
   const int workers = static_cast<int>(std::min<idx>(a.workers, items));
 
   split_parts parts;
@@ -232,14 +147,15 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
 
   std::atomic<idx> next{0};
   auto body = [&](int) {
-    aligned_floats buffer(
-        static_cast<std::size_t>(Hq * rows_max * (Dp + Dvp) + NB * (kld + vld) + NB * R));
-    float* qpack = buffer.get();                // [Hq][live][Dp]: scaled query rows
-    float* opack = qpack + Hq * rows_max * Dp;  // [Hq][live][Dvp]: accumulators
-    float* kbuf = opack + Hq * rows_max * Dvp;  // [NB][kld]: key j, head h at j·kld + h·Dp
-    float* vbuf = kbuf + NB * kld;              // [NB][vld]
-    float* st = vbuf + NB * vld;                // Sᵀ / Pᵀ [NB][R]
-    nonfinite_values bad_values;                // packed V rows with NaN / inf, set aside
+    aligned_floats buffer(static_cast<std::size_t>(Hq * rows_max * (Dp + 2 * Dvp) + NB * R));
+    float* qpack = buffer.get();                  // [Hq][live][Dp]: scaled query rows
+    float* opack = qpack + Hq * rows_max * Dp;    // [Hq][live][Dvp]: accumulators
+    float* before = opack + Hq * rows_max * Dvp;  // one tile's accumulators before a block
+    float* st = before + Hq * rows_max * Dvp;     // Sᵀ / Pᵀ [NB][R]
+    staged_block<KeyT> staged_keys(NB, Hkv, D);
+    staged_block<ValueT> staged_values(NB, Hkv, Dv);
+    std::vector<row_ref<KeyT>> key_rows(static_cast<std::size_t>(NB));
+    std::vector<row_ref<ValueT>> value_rows(static_cast<std::size_t>(NB));
     std::vector<ScoreTile> tiles;
     tiles.reserve(static_cast<std::size_t>(Hq));
     for (idx h = 0; h < Hq; ++h) tiles.emplace_back(score, a.scale);
@@ -306,12 +222,10 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
           any |= kinds[hi] != tile_kind::none;
         }
         if (!any) continue;
-        keys.pack(b, k0, k1 - k0, kbuf, kld, Dp);
-        values.pack(b, k0, k1 - k0, vbuf, vld, Dvp);
-        bad_values.clear();  // packed row (j, kvh) is number j·Hkv + kvh
-        for (idx j = 0; j < k1 - k0; ++j)
-          for (idx kvh = 0; kvh < Hkv; ++kvh)
-            bad_values.scan(j * Hkv + kvh, vbuf + j * vld + kvh * Dvp, Dv);
+        keys.stage(b, k0, k1 - k0, staged_keys.values(), staged_keys.ld, staged_keys.scales(),
+                   staged_keys.scale_ld);
+        values.stage(b, k0, k1 - k0, staged_values.values(), staged_values.ld,
+                     staged_values.scales(), staged_values.scale_ld);
         const idx next_n = std::min(NB, all.end - k1), tiles_n = Hkv * tiles_per_kv;
         for (idx kvh = 0; kvh < Hkv; ++kvh)
           for (idx t = 0; t < tiles_per_kv; ++t) {
@@ -336,10 +250,16 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
               uniform &= kinds[hi] == tile_kind::full && parts_of[hi].begin == part.begin &&
                          parts_of[hi].end == part.end;
             }
-            const idx n = part.end - part.begin, off = part.begin - k0;
+            const idx n = part.end - part.begin;
             ScoreTile& tile = tiles[static_cast<std::size_t>(kvh * tiles_per_kv + t)];
-            decode_scores<A>(qpack + h0 * live * Dp, (h1 - h0) * live, kbuf + off * kld + kvh * Dp,
-                             kld, n, Dp, st);
+            for (idx j = 0; j < n; ++j) {
+              const auto u = static_cast<std::size_t>(j);
+              key_rows[u] = staged_keys.row(part.begin - k0 + j, kvh);
+              value_rows[u] = staged_values.row(part.begin - k0 + j, kvh);
+            }
+            const idx tile_rows = (h1 - h0) * live;
+            float* o = opack + h0 * live * Dvp;
+            decode_scores<A>(qpack + h0 * live * Dp, tile_rows, Dp, key_rows.data(), n, D, st);
             tile.transform(st, n);
             if (Pattern::has_bias || !uniform)
               for (idx h = h0; h < h1; ++h) {
@@ -357,12 +277,10 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
                                 lanes + (mine.begin - part.begin) * R, R);
               }
             tile.weigh(st, n);
-            decode_accumulate<A>(st, (h1 - h0) * live, n, vbuf + off * vld + kvh * Dvp, vld, Dvp,
-                                 tile.alpha, opack + h0 * live * Dvp);
-            if (!bad_values.empty())  // Pᵀ [n × R], O rows Dvp apart; this KV head's keys only
-              for (idx j = off; j < off + n; ++j)
-                bad_values.add_to(j * Hkv + kvh, 1, st + (j - off) * R, R, (h1 - h0) * live, Dv,
-                                  opack + h0 * live * Dvp, Dvp, 1);
+            std::copy(o, o + tile_rows * Dvp, before);
+            if (!decode_accumulate<A>(st, tile_rows, n, value_rows.data(), Dv, tile.alpha, o, Dvp))
+              accumulate_seen_only(st, tile_rows, n, value_rows.data(), Dv, tile.alpha, before, o,
+                                   Dvp);
           }
       }
 

@@ -33,8 +33,6 @@
 
 namespace attn {
 
-using idx = std::ptrdiff_t;
-
 /// How much of a (query tile × key tile) block a pattern lets through.
 enum class tile_kind {
   none,     ///< no pair visible: the kernel never visits the tile

@@ -8,9 +8,12 @@
 //   - split-KV decoding (≤ 16 queries per head) is memory-bound, so K and V are read in place
 //     in their narrow format and widened block by block as the loop packs them (the same row
 //     source mechanism as the KV cache, kernel/kv_source.hpp): half the bytes of fp32;
-//   - prefill is compute-bound (O(N²·D) FLOPs on O(N·D) values), so narrow K and V are widened
-//     once per call into float scratch (at N = 2048, D = 64 that is 0.1 % of the kernel's time)
-//     and the float loop runs unchanged.
+//   - prefill is compute-bound (O(N²·D) FLOPs on O(N·D) values). When q, k and v are all
+//     bfloat16, the arch is AVX-512 with AVX512-BF16 compiled in and the head dims are even,
+//     the loop runs on bf16 operands with vdpbf16ps (kernel/tile_products.hpp, bf16_products):
+//     two products per instruction. Otherwise narrow K and V are widened once per call into
+//     float scratch (at N = 2048, D = 64 that is 0.1 % of the kernel's time) and the float loop
+//     runs unchanged.
 // A narrow q is widened once; a narrow out is computed in float scratch and rounded to nearest
 // even once at the end. Errors are those of the float call, thrown before anything is written.
 #pragma once
@@ -36,7 +39,14 @@ template <class X>
 concept any_output =
     any_input<X> && !std::is_const_v<std::remove_pointer_t<decltype(std::declval<X&>().data())>>;
 
-/// Rows of a [batch, seq, heads, width] narrow tensor, widened to float as they are packed.
+/// Whether the bf16 tile products can run for arch A and these element types (see the file
+/// comment); the head dims are checked at run time (bf16_products::fits).
+template <class A, class TQ, class TK, class TV>
+inline constexpr bool bf16_products_compiled =
+    simd::bf16::available && !std::is_same_v<A, simd::scalar> &&
+    simd::tile_queries<A> == simd::bf16::tile_queries && std::is_same_v<TQ, Eigen::bfloat16> &&
+    std::is_same_v<TK, Eigen::bfloat16> && std::is_same_v<TV, Eigen::bfloat16>;
+
 /// A float view of `t`: `t` itself for float, else a widened contiguous copy kept in `scratch`.
 template <class T>
 view4<const float> as_float(const view4<const T>& t, tensor4<float>& scratch) {
@@ -71,7 +81,6 @@ requires(!(detail::float_input<Q> && detail::float_input<K> && detail::float_inp
   detail::complete_args(a, score, pattern, opt);  // validates everything before any work
 
   tensor4<float> q_float, k_float, v_float, out_float;
-  a.q = detail::as_float(detail::view4<const detail::scalar_of<Q>>(qv), q_float);
   using TO = detail::scalar_of<O>;
   if constexpr (std::is_same_v<TO, float>) {
     a.out = ov;
@@ -80,15 +89,40 @@ requires(!(detail::float_input<Q> && detail::float_input<K> && detail::float_inp
     a.out = detail::view_of(out_float);
   }
 
+  using TQ = detail::scalar_of<Q>;
+  const detail::view4<const TQ> q_const = qv;
   const detail::view4<const detail::scalar_of<K>> k_const = kv;
   const detail::view4<const detail::scalar_of<V>> v_const = vv;
+  bool done = false;
   if (detail::use_split_kv(opt, a.shape)) {
     // K and V are read in place; a.k / a.v carry only the shape.
+    a.q = detail::as_float(q_const, q_float);
     a.k.dims = kv.dims;
     a.v.dims = vv.dims;
     detail::run<Arch>(a, score, pattern, opt, detail::strided_rows{k_const},
                       detail::strided_rows{v_const}, false);
-  } else {
+    done = true;
+  }
+#if defined(__AVX512BF16__)
+  if constexpr (detail::bf16_products_compiled<Arch, TQ, detail::scalar_of<K>,
+                                               detail::scalar_of<V>>) {
+    if (!done && detail::bf16_products::fits(a.shape)) {
+      // Q, K and V are read as stored; a.q / a.k / a.v carry only the shape.
+      a.q.dims = qv.dims;
+      a.k.dims = kv.dims;
+      a.v.dims = vv.dims;
+      Pattern prepared = pattern;
+      detail::prepare(prepared, a.shape);
+      detail::with_score_tile<Arch>(score, [&]<class Tile>(std::type_identity<Tile>) {
+        detail::prefill<Arch, Tile>(a, score, prepared,
+                                    detail::bf16_products{q_const, k_const, v_const});
+      });
+      done = true;
+    }
+  }
+#endif
+  if (!done) {
+    a.q = detail::as_float(q_const, q_float);
     a.k = detail::as_float(k_const, k_float);
     a.v = detail::as_float(v_const, v_float);
     detail::run<Arch>(a, score, pattern, opt, detail::strided_rows{a.k}, detail::strided_rows{a.v});

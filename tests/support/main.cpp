@@ -36,6 +36,11 @@ std::vector<cpu_feature> features_needed(std::string_view arch) {
     return {ATTN_CPU_FEATURE("avx512f"),  ATTN_CPU_FEATURE("avx512cd"),
             ATTN_CPU_FEATURE("avx512bw"), ATTN_CPU_FEATURE("avx512dq"),
             ATTN_CPU_FEATURE("avx512vl"), ATTN_CPU_FEATURE("fma")};
+  if (arch == "avx512_bf16")
+    return {ATTN_CPU_FEATURE("avx512f"),   ATTN_CPU_FEATURE("avx512cd"),
+            ATTN_CPU_FEATURE("avx512bw"),  ATTN_CPU_FEATURE("avx512dq"),
+            ATTN_CPU_FEATURE("avx512vl"),  ATTN_CPU_FEATURE("fma"),
+            ATTN_CPU_FEATURE("avx512bf16")};
 #undef ATTN_CPU_FEATURE
   return {};
 #else

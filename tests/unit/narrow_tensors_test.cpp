@@ -4,8 +4,14 @@
 // The reference runs on the narrow inputs widened exactly to float, so a float output must
 // match it as tightly as an all-float call does (2e-5 here). A narrow output adds one rounding
 // to nearest even: |error| ≤ 2^-(p+1)·|o| with p = 7 (bfloat16) or 10 (half) stored mantissa
-// bits; outputs lie in [-1, 1], so 2^-8 and 2^-11 plus the float bound.
+// bits; outputs lie in [-1, 1], so 2^-8 and 2^-11 plus the float bound. Where the bf16 tile
+// products run (all of q, k, v bf16, prefill, compiled with AVX512-BF16: the avx512_bf16 test
+// binary), P is rounded to bfloat16 before P·V: each weight moves by ≤ 2^-9 of itself, so the
+// output by ≤ 2^-9·Σ_j w_j·max|v| — 2^-9 for softmax (weights sum to 1) and, with the
+// sigmoid weights here summing to less than 2, 2^-8 covers both.
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -14,6 +20,7 @@
 #include <attn/attn.hpp>
 #include <attn/reference/reference.hpp>
 
+#include "support/arch.hpp"
 #include "support/random.hpp"
 
 namespace {
@@ -30,6 +37,19 @@ tensor<T> narrowed(const attn::tensor4<float>& t) {
 template <class T>
 attn::tensor4<float> widened(const tensor<T>& t) {
   return t.template cast<float>();
+}
+
+/// The extra error of the bf16 tile products (see the file comment), 0 where they do not run.
+template <class TQ, class TK, class TV>
+double products_bound(attn::kernel_path path, idx nq, idx d) {
+  if constexpr (attn::detail::bf16_products_compiled<attn::test::arch, TQ, TK, TV>) {
+    const bool prefill_runs =
+        path == attn::kernel_path::prefill ||
+        (path == attn::kernel_path::automatic && nq > attn::decode_max_queries);
+    if (prefill_runs && d % 2 == 0) return 1.0 / 256;
+  }
+  (void)path, (void)nq, (void)d;
+  return 0.0;
 }
 
 template <class T>
@@ -54,7 +74,7 @@ void expect_matches(idx batch, idx nq, idx nk, idx hq, idx hkv, idx d, Score sco
   opt.threads = 2;
   attn::attention(q, k, v, out, score, pattern, opt);
   const auto ref = attn::reference::attention(widened(q), widened(k), widened(v), score, pattern);
-  const double bound = 2e-5 + rounding_bound<TO>();
+  const double bound = 2e-5 + rounding_bound<TO>() + products_bound<TQ, TK, TV>(path, nq, d);
   EXPECT_LE(attn::test::max_abs_diff(widened(out), ref.out), bound);
 }
 
@@ -71,6 +91,42 @@ TEST(NarrowTensors, Bf16InputsFloatOutputBothLoops) {
     expect_matches<bf16, bf16, bf16, float>(1, 5, 300, 4, 4, 32, attn::sigmoid{},
                                             attn::window{.left = 40}, path);
   }
+}
+
+TEST(NarrowTensors, Bf16TileProductsOddOffsetsAndShapes) {
+  // Parts of a key tile that start at odd keys (windows, causal diagonals), odd key counts, a
+  // head_dim that is a multiple of 2 but not of 16, GQA: the pair layouts of bf16_products.
+  expect_matches<bf16, bf16, bf16, float>(1, 100, 77, 4, 2, 30, attn::softmax{},
+                                          attn::window{.left = 13}, prefill);
+  expect_matches<bf16, bf16, bf16, float>(2, 131, 131, 6, 3, 64, attn::softmax{.softcap = 10},
+                                          attn::causal{}, prefill);
+  expect_matches<bf16, bf16, bf16, bf16>(1, 70, 201, 2, 1, 128, attn::sigmoid{},
+                                         attn::window{.left = 50, .right = 7}, prefill);
+  expect_matches<bf16, bf16, bf16, float>(1, 65, 90, 2, 2, 17, attn::softmax{}, attn::dense{},
+                                          prefill);  // odd head_dim: the float loop
+}
+
+TEST(NarrowTensors, Bf16NonFiniteValueRowReachesOnlyRowsThatSeeIt) {
+  // Causal: key 40's value row holds NaN and inf; queries before 40 do not see it.
+  std::mt19937 rng(7);
+  const auto q = narrowed<bf16>(attn::test::random_tensor(rng, 1, 128, 2, 64));
+  const auto k = narrowed<bf16>(attn::test::random_tensor(rng, 1, 128, 2, 64));
+  auto v = narrowed<bf16>(attn::test::random_tensor(rng, 1, 128, 2, 64));
+  v(0, 40, 1, 3) = bf16(std::numeric_limits<float>::quiet_NaN());
+  v(0, 40, 1, 9) = bf16(std::numeric_limits<float>::infinity());
+  attn::tensor4<float> out(1, 128, 2, 64);
+  attn::options opt;
+  opt.path = prefill;
+  attn::attention(q, k, v, out, attn::softmax{}, attn::causal{}, opt);
+  for (idx i = 0; i < 128; ++i)
+    for (idx h = 0; h < 2; ++h)
+      for (idx e = 0; e < 64; ++e) {
+        const bool sees = i >= 40 && h == 1 && (e == 3 || e == 9);
+        if (!sees) {
+          ASSERT_TRUE(std::isfinite(out(0, i, h, e))) << i << " " << h << " " << e;
+        }
+      }
+  EXPECT_TRUE(std::isnan(out(0, 40, 1, 3)));
 }
 
 TEST(NarrowTensors, HalfAndMixedTypes) {

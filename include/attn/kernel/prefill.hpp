@@ -25,6 +25,7 @@
 #include <optional>
 
 #include "attn/exec/executor.hpp"
+#include "attn/kernel/tile_products.hpp"
 #include "attn/kernel/workspace.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/tile.hpp"
@@ -104,29 +105,11 @@ void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx querie
   }
 }
 
-/// Asks for `rows` rows of `width` floats, `stride` floats apart, to be brought into L2, for
-/// reading or, with `write`, for writing (a hint: no fault, no effect on results).
-template <bool write = false>
-inline void prefetch_rows(const float* first, idx stride, idx rows, idx width) {
-#if defined(__GNUC__) || defined(__clang__)
-  constexpr std::uintptr_t line = 64;
-  const auto bytes = static_cast<std::uintptr_t>(width) * sizeof(float);
-  if (bytes == 0) return;
-  for (idx r = 0; r < rows; ++r) {
-    const auto begin = reinterpret_cast<std::uintptr_t>(first + r * stride);
-    for (std::uintptr_t at = begin & ~(line - 1); at < begin + bytes; at += line)
-      __builtin_prefetch(reinterpret_cast<const void*>(at), write ? 1 : 0, 2);
-  }
-#else
-  (void)first, (void)stride, (void)rows, (void)width;
-#endif
-}
-
 /// One query tile of a work item: its rows, its packed Qᵀ, its accumulator Oᵀ, its score state.
 template <class ScoreTile>
 struct query_tile {
   ScoreTile score;
-  float* qt = nullptr;  // Qᵀ [head_dim × M], scaled, zero-padded
+  float* qt = nullptr;  // Qᵀ as the products policy packs it (tile_products.hpp)
   float* ot = nullptr;  // Oᵀ [head_dim_v × M]
   idx q0 = 0;           // first row
   idx rows = 0;         // rows of the tile inside the tensor
@@ -139,8 +122,9 @@ struct query_tile {
 /// A work item is a block of query_block consecutive query tiles of one (batch, head). Key
 /// tiles are the outer loop inside it, so each K and V tile is fetched from memory (and V
 /// packed) once for the whole block and then reused from L1/L2 by every query tile of it.
-template <class A, class ScoreTile, class Score, class Pattern>
-void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) {
+template <class A, class ScoreTile, class Score, class Pattern, class Products = float_products<A>>
+void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
+             const Products& products = {}) {
   constexpr idx M = simd::tile_queries<A>;
   constexpr idx NK = key_tile<A>;
   constexpr idx G = query_block<A>;
@@ -154,17 +138,20 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
 
   std::atomic<idx> next{0};
   auto body = [&](int) {
-    aligned_floats buffer(static_cast<std::size_t>(G * (D + Dv) * M + NK * M + NK * Dv));
+    const idx QT = Products::qt_floats(D), tile_floats = QT + Dv * M;
+    aligned_floats buffer(static_cast<std::size_t>(
+        G * tile_floats + NK * M + Products::vt_floats(NK, Dv) + Products::scratch_floats(NK)));
     std::array<std::optional<query_tile<ScoreTile>>, G> tiles;
     for (idx g = 0; g < G; ++g) {
       auto& qt = tiles[static_cast<std::size_t>(g)].emplace(
           query_tile<ScoreTile>{ScoreTile(score, a.scale)});
-      qt.qt = buffer.get() + g * (D + Dv) * M;
-      qt.ot = qt.qt + D * M;
+      qt.qt = buffer.get() + g * tile_floats;
+      qt.ot = qt.qt + QT;
     }
-    float* st = buffer.get() + G * (D + Dv) * M;  // Sᵀ / Pᵀ of the tile being processed
-    float* vt = st + NK * M;                      // the V tile, rows packed contiguously
-    nonfinite_values bad_values;                  // its rows that hold NaN / inf, set aside
+    float* st = buffer.get() + G * tile_floats;  // Sᵀ / Pᵀ of the tile being processed
+    float* vt = st + NK * M;                     // the V tile, packed (products.pack_v)
+    float* scratch = vt + Products::vt_floats(NK, Dv);
+    nonfinite_values bad_values;  // its rows that hold NaN / inf, set aside
     const float q_factor = tiles[0]->score.q_factor();
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
@@ -183,7 +170,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
       // Q rows of one head lie heads·head_dim apart, past the reach of the hardware prefetchers:
       // ask for the whole block's rows at once so that their misses overlap.
       const idx block_q0 = block * G * M, block_rows = std::min(s.seq_q - block_q0, G * M);
-      prefetch_rows(a.q.row(b, block_q0, h), a.q.strides[1], block_rows, D);
+      products.prefetch_q(a, b, h, block_q0, block_rows);
       key_span all_keys{c.seq_k, 0};  // union of the tiles' key ranges
       for (auto& slot : tiles) {
         query_tile<ScoreTile>& t = *slot;
@@ -194,11 +181,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
         std::fill(t.ot, t.ot + Dv * M, 0.0f);
         t.keys = {};
         if (t.live == 0) continue;
-        std::fill(t.qt, t.qt + D * M, 0.0f);
-        for (idx i = 0; i < t.live; ++i) {
-          const float* qrow = a.q.row(b, t.q0 + i, h);
-          for (idx d = 0; d < D; ++d) t.qt[d * M + i] = qrow[d] * q_factor;
-        }
+        products.pack_q(a, b, h, t.q0, t.live, q_factor, t.qt);
         t.keys = intersect(pattern.keys(c, t.q0, t.q0 + t.live), {0, c.seq_k});
         if (t.keys.empty()) continue;
         all_keys = {std::min(all_keys.begin, t.keys.begin), std::max(all_keys.end, t.keys.end)};
@@ -230,8 +213,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
         const idx k_next = next_needed(k1, next_kinds);
         if (k_next < all_keys.end) {
           const idx rows = std::min(k_next + NK, all_keys.end) - k_next;
-          prefetch_rows(a.k.row(b, k_next, c.kv_head), a.k.strides[1], rows, D);
-          prefetch_rows(a.v.row(b, k_next, c.kv_head), a.v.strides[1], rows, Dv);
+          products.prefetch(a, b, c.kv_head, k_next, rows);
         } else {  // the last key tile: the output rows are next
           prefetch_rows<true>(a.out.row(b, block_q0, h), a.out.strides[1], block_rows, Dv);
         }
@@ -243,24 +225,16 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern) 
           // This tile's part of the key tile.
           const key_span part = intersect({k0, k1}, t.keys);
           if (!v_packed) {
-            // V rows sit heads·head_dim_v apart in the tensor: at power-of-two strides the
-            // walk down one tile's rows hits a handful of L1 sets and evicts itself. Packed,
-            // the tile is one contiguous block that stays in L1 for all its column blocks.
-            bad_values.clear();
-            for (idx j = k0; j < k1; ++j) {
-              const float* vrow = a.v.row(b, j, c.kv_head);
-              std::copy(vrow, vrow + Dv, vt + (j - k0) * Dv);
-              bad_values.scan(j - k0, vt + (j - k0) * Dv, Dv);
-            }
+            products.pack_v(a, b, c.kv_head, k0, k1, NK, vt, bad_values);
             v_packed = true;
           }
           const idx n = part.end - part.begin;
-          simd::scores_tile<A>(t.qt, D, a.k.row(b, part.begin, c.kv_head), a.k.strides[1], n, st);
+          products.scores(a, t.qt, b, c.kv_head, part.begin, n, q_factor, st);
           t.score.transform(st, n);
           if (Pattern::has_bias || kind == tile_kind::partial)
             apply_pattern(pattern, c, t.q0, t.live, part.begin, n, ScoreTile::bias_factor(), st, M);
           t.score.weigh(st, n);
-          simd::accumulate_tile<A>(st, n, vt + (part.begin - k0) * Dv, Dv, Dv, t.score.alpha, t.ot);
+          products.accumulate(st, part.begin - k0, n, vt, NK, Dv, t.score.alpha, t.ot, scratch);
           if (!bad_values.empty())  // Pᵀ [n × M], Oᵀ [Dv × M]
             bad_values.add_to(part.begin - k0, n, st, M, M, Dv, t.ot, 1, M);
         }

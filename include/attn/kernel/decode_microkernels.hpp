@@ -150,11 +150,11 @@ inline bool decode_accumulate(const float* pt, idx rows, idx keys, const row_ref
   float tail_seen = 0.0f;
   for (idx e = full; e < width; ++e)  // a head_dim_v that is not a multiple of the lanes
     for (idx i = 0; i < rows; ++i) {
-      float sum = alpha[i] * o[i * o_stride + e];
+      float sum = o[i * o_stride + e] * alpha[i];
       for (idx j = 0; j < keys; ++j) {
         const float value = v[j].at(e);
         tail_seen += value;
-        sum += pt[j * decode_rows + i] * value;
+        sum = std::fma(pt[j * decode_rows + i], value, sum);
       }
       o[i * o_stride + e] = sum;
     }
@@ -170,10 +170,12 @@ inline void accumulate_seen_only(const float* pt, idx rows, idx keys, const row_
                                  idx o_stride) {
   for (idx i = 0; i < rows; ++i)
     for (idx e = 0; e < width; ++e) {
-      float sum = alpha[i] * o_before[i * o_stride + e];
+      // The operations of accumulate_block, lane by lane (a product, then fused multiply-adds
+      // in key order), so that a row without p = 0 gets the very same value.
+      float sum = o_before[i * o_stride + e] * alpha[i];
       for (idx j = 0; j < keys; ++j) {
         const float p = pt[j * decode_rows + i];
-        if (p != 0.0f) sum += p * v[j].at(e);
+        if (p != 0.0f) sum = std::fma(p, v[j].at(e), sum);
       }
       o[i * o_stride + e] = sum;
     }

@@ -7,7 +7,7 @@
 //   linear/step/elu1/B:1/H:32/N:1/D:128/threads:1                 decoding one token: counter
 //                                                                 GBps = state bytes read and
 //                                                                 written per second
-// and, for the crossover with softmax attention, per D (64, 128) and form (dense, causal):
+// and, for the crossover with softmax attention, per D (32, 64, 128) and form (dense, causal):
 //   linear/<form>/elu1/B:1/H:8/N:<n>/D:<d>/threads:1      and
 //   linear/<form>/softmax/B:1/H:8/N:<n>/D:<d>/threads:1   the fused softmax kernel on the same
 //                                                          shape (GFLOPS on its own useful FLOPs)
@@ -107,7 +107,9 @@ void add_softmax(const char* form, const attn_bench::shape& s, Pattern pattern,
       add("dense", "elu1", big, attn::linear::elu1{}, attn::dense{}, all);
       add("causal", "elu1", big, attn::linear::elu1{}, attn::causal{}, all);
     }
-    // The crossover with the fused softmax kernel; N:1024 doubles as the causal form's 1/8.
+  }
+  // The crossover with the fused softmax kernel; N:1024 doubles as the causal form's 1/8.
+  for (const std::ptrdiff_t d : {32, 64, 128})
     for (const std::ptrdiff_t n : {32, 64, 96, 128, 192, 256, 512, 1024, 2048}) {
       const attn_bench::shape s{1, 8, n, d};
       add("dense", "elu1", s, attn::linear::elu1{}, attn::dense{}, 1);
@@ -115,7 +117,6 @@ void add_softmax(const char* form, const attn_bench::shape& s, Pattern pattern,
       add("causal", "elu1", s, attn::linear::elu1{}, attn::causal{}, 1);
       add_softmax("causal", s, attn::causal{}, attn_bench::causal_pairs(n, n));
     }
-  }
   const attn_bench::shape decode{1, 32, 1, 128};
   const std::string n = name("step", "elu1", decode, 1);
   attn_bench::configure(benchmark::RegisterBenchmark(n.c_str(), linear_step, decode))

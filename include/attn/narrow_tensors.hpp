@@ -5,9 +5,9 @@
 //   attn::attention(q, k, v, out, attn::softmax{}, attn::causal{});
 //
 // Where the narrow values become float depends on which loop runs (attention.hpp):
-//   - split-KV decoding (≤ 16 queries per head) is memory-bound, so K and V are read in place
-//     in their narrow format and widened block by block as the loop packs them (the same row
-//     source mechanism as the KV cache, kernel/kv_source.hpp): half the bytes of fp32;
+//   - split-KV decoding (≤ 16 queries per head) is memory-bound, so K and V stay in their
+//     narrow format: blocks of rows are staged as stored and widened to float in registers
+//     (the same row-source mechanism as the KV cache, kernel/kv_source.hpp): half the bytes;
 //   - prefill is compute-bound (O(N²·D) FLOPs on O(N·D) values). When q, k and v are all
 //     bfloat16, the arch is AVX-512 with AVX512-BF16 compiled in and the head dims are even,
 //     the loop runs on bf16 operands with vdpbf16ps (kernel/tile_products.hpp, bf16_products):

@@ -279,8 +279,8 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
             tile.weigh(st, n);
             std::copy(o, o + tile_rows * Dvp, before);
             if (!decode_accumulate<A>(st, tile_rows, n, value_rows.data(), Dv, tile.alpha, o, Dvp))
-              accumulate_seen_only(st, tile_rows, n, value_rows.data(), Dv, tile.alpha, before, o,
-                                   Dvp);
+              accumulate_seen_only<A>(st, tile_rows, n, value_rows.data(), Dv, tile.alpha, before,
+                                      o, Dvp);
           }
       }
 

@@ -163,15 +163,26 @@ inline bool decode_accumulate(const float* pt, idx rows, idx keys, const row_ref
 
 /// The careful form of decode_accumulate, for a block with non-finite values: O[i, :] =
 /// α_i·O_before[i, :] + Σ_{j: p_ij ≠ 0} p_ij·V[j, :], so a NaN or inf reaches only the rows
-/// that see its key (tests/unit/extreme_values_test.cpp). Rare, so plain scalar code.
-template <class T>
+/// that see its key (tests/unit/extreme_values_test.cpp). It repeats accumulate_block's vector
+/// operations in the same order (on an arch without FMA, simd::fma is a multiply and an add),
+/// only skipping p = 0, so a row that does not see the key gets the very same bits as in a
+/// block without non-finite values. Rare, so one row and one vector at a time.
+template <class A, class T>
 inline void accumulate_seen_only(const float* pt, idx rows, idx keys, const row_ref<T>* v,
                                  idx width, const float* alpha, const float* o_before, float* o,
                                  idx o_stride) {
-  for (idx i = 0; i < rows; ++i)
-    for (idx e = 0; e < width; ++e) {
-      // The operations of accumulate_block, lane by lane (a product, then fused multiply-adds
-      // in key order), so that a row without p = 0 gets the very same value.
+  constexpr int L = simd::lanes<A>;
+  const idx full = width / L * L;
+  for (idx i = 0; i < rows; ++i) {
+    for (idx e = 0; e < full; e += L) {
+      simd::vec<A> acc = simd::load<A>(o_before + i * o_stride + e) * simd::splat<A>(alpha[i]);
+      for (idx j = 0; j < keys; ++j) {
+        const float p = pt[j * decode_rows + i];
+        if (p != 0.0f) acc = simd::fma(simd::splat<A>(p), v[j].template load<A>(e), acc);
+      }
+      simd::store<A>(o + i * o_stride + e, acc);
+    }
+    for (idx e = full; e < width; ++e) {  // as decode_accumulate's tail
       float sum = o_before[i * o_stride + e] * alpha[i];
       for (idx j = 0; j < keys; ++j) {
         const float p = pt[j * decode_rows + i];
@@ -179,6 +190,7 @@ inline void accumulate_seen_only(const float* pt, idx rows, idx keys, const row_
       }
       o[i * o_stride + e] = sum;
     }
+  }
 }
 
 }  // namespace attn::detail

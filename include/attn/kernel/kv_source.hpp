@@ -40,15 +40,7 @@ namespace attn::detail {
 
 /// Asks for `bytes` bytes from `first` to be brought into L2 (a hint: no fault, no effect).
 inline void prefetch_bytes(const void* first, idx bytes) {
-#if defined(__GNUC__) || defined(__clang__)
-  constexpr std::uintptr_t line = 64;
-  const auto begin = reinterpret_cast<std::uintptr_t>(first);
-  for (std::uintptr_t at = begin & ~(line - 1); at < begin + static_cast<std::uintptr_t>(bytes);
-       at += line)
-    __builtin_prefetch(reinterpret_cast<const void*>(at), 0, 2);
-#else
-  (void)first, (void)bytes;
-#endif
+  prefetch_rows(static_cast<const unsigned char*>(first), 0, 1, bytes);
 }
 
 /// One stored row of a K or V source: `values` in the source's format and, for q8_0, one scale

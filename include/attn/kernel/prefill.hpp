@@ -4,6 +4,7 @@
 //   for each (batch, head, query tile)            — spread over workers, heaviest tiles first
 //     pack Qᵀ · q_factor                           — once per query tile
 //     for each key tile the PATTERN does not rule out
+//       pack the K and V tiles                     — once per key tile of a work item
 //       Sᵀ = K_tile · Qᵀ                           — simd::scores_tile
 //       SCORE.transform(Sᵀ)                        — e.g. soft-capping
 //       mask / bias                                — only on tiles the pattern calls partial
@@ -117,11 +118,16 @@ struct query_tile {
   key_span keys{};      // keys the pattern lets these rows see
 };
 
+/// A work item: query_block query tiles of one (batch, head), from row q0.
+struct work_item {
+  idx batch = 0, head = 0, q0 = 0;
+};
+
 /// Runs the fused loop for arch A, kernel-side score type ScoreTile and a pattern.
 ///
 /// A work item is a block of query_block consecutive query tiles of one (batch, head). Key
-/// tiles are the outer loop inside it, so each K and V tile is fetched from memory (and V
-/// packed) once for the whole block and then reused from L1/L2 by every query tile of it.
+/// tiles are the outer loop inside it, so each K and V tile is fetched from memory (and
+/// packed) once for the whole block and then reused from L1 by every query tile of it.
 template <class A, class ScoreTile, class Score, class Pattern, class Products = float_products<A>>
 void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
              const Products& products = {}) {
@@ -136,11 +142,22 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
   if (items == 0) return;
   const int workers = static_cast<int>(std::min<idx>(a.workers, items));
 
+  // Items run head by head, and within a head heaviest first: under causal-style patterns
+  // later query blocks see more keys, so they are handed out before the light ones, which fill
+  // the gaps. Head by head, the K/V rows the items in flight read are those of one head (4 MiB
+  // at N = 8192, D = 64), which stay in L3 between the items that revisit them: under a sparse
+  // layout each item reads K/V tiles scattered over the whole sequence.
+  auto item_at = [&](idx item) {
+    const idx bh = item / blocks, block = blocks - 1 - item % blocks;
+    return work_item{bh / s.heads_q, bh % s.heads_q, block * G * M};
+  };
   std::atomic<idx> next{0};
   auto body = [&](int) {
     const idx QT = Products::qt_floats(D), tile_floats = QT + Dv * M;
+    const idx stage_floats = M * std::max(D, Dv);
     aligned_floats buffer(static_cast<std::size_t>(
-        G * tile_floats + NK * M + Products::vt_floats(NK, Dv) + Products::scratch_floats(NK)));
+        G * tile_floats + NK * M + Products::kt_floats(NK, D) + Products::vt_floats(NK, Dv) +
+        Products::scratch_floats(NK) + stage_floats));
     std::array<std::optional<query_tile<ScoreTile>>, G> tiles;
     for (idx g = 0; g < G; ++g) {
       auto& qt = tiles[static_cast<std::size_t>(g)].emplace(
@@ -148,17 +165,16 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
       qt.qt = buffer.get() + g * tile_floats;
       qt.ot = qt.qt + QT;
     }
-    float* st = buffer.get() + G * tile_floats;  // Sᵀ / Pᵀ of the tile being processed
-    float* vt = st + NK * M;                     // the V tile, packed (products.pack_v)
+    float* st = buffer.get() + G * tile_floats;   // Sᵀ / Pᵀ of the tile being processed
+    float* kt = st + NK * M;                      // the K tile, packed (products.pack_kv)
+    float* vt = kt + Products::kt_floats(NK, D);  // the V tile, packed
     float* scratch = vt + Products::vt_floats(NK, Dv);
+    float* stage = scratch + Products::scratch_floats(NK);  // M rows of Q or out, row-major
     nonfinite_values bad_values;  // its rows that hold NaN / inf, set aside
     const float q_factor = tiles[0]->score.q_factor();
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      // Heaviest first: under causal-style patterns later query blocks see more keys, so hand
-      // them out before the light ones and let the light ones fill the gaps.
-      const idx block = blocks - 1 - item / heads;
-      const idx b = (item % heads) / s.heads_q, h = (item % heads) % s.heads_q;
+      const auto [b, h, block_q0] = item_at(item);
       head_ctx c;
       c.batch = b;
       c.head = h;
@@ -169,19 +185,19 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
 
       // Q rows of one head lie heads·head_dim apart, past the reach of the hardware prefetchers:
       // ask for the whole block's rows at once so that their misses overlap.
-      const idx block_q0 = block * G * M, block_rows = std::min(s.seq_q - block_q0, G * M);
+      const idx block_rows = std::min(s.seq_q - block_q0, G * M);
       products.prefetch_q(a, b, h, block_q0, block_rows);
       key_span all_keys{c.seq_k, 0};  // union of the tiles' key ranges
       for (auto& slot : tiles) {
         query_tile<ScoreTile>& t = *slot;
-        t.q0 = block * G * M + (&slot - tiles.data()) * M;
+        t.q0 = block_q0 + (&slot - tiles.data()) * M;
         t.rows = std::clamp<idx>(s.seq_q - t.q0, 0, M);
         t.live = std::clamp<idx>(c.seq_q - t.q0, 0, t.rows);
         t.score.begin(c);
         std::fill(t.ot, t.ot + Dv * M, 0.0f);
         t.keys = {};
         if (t.live == 0) continue;
-        products.pack_q(a, b, h, t.q0, t.live, q_factor, t.qt);
+        products.pack_q(a, b, h, t.q0, t.live, q_factor, t.qt, stage);
         t.keys = intersect(pattern.keys(c, t.q0, t.q0 + t.live), {0, c.seq_k});
         if (t.keys.empty()) continue;
         all_keys = {std::min(all_keys.begin, t.keys.begin), std::max(all_keys.end, t.keys.end)};
@@ -217,19 +233,19 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
         } else {  // the last key tile: the output rows are next
           prefetch_rows<true>(a.out.row(b, block_q0, h), a.out.strides[1], block_rows, Dv);
         }
-        bool v_packed = false;
+        bool tile_packed = false;
         for (idx g = 0; g < G; ++g) {
           query_tile<ScoreTile>& t = *tiles[static_cast<std::size_t>(g)];
           const tile_kind kind = kinds[static_cast<std::size_t>(g)];
           if (kind == tile_kind::none) continue;
           // This tile's part of the key tile.
           const key_span part = intersect({k0, k1}, t.keys);
-          if (!v_packed) {
-            products.pack_v(a, b, c.kv_head, k0, k1, NK, vt, bad_values);
-            v_packed = true;
+          if (!tile_packed) {
+            products.pack_kv(a, b, c.kv_head, k0, k1, NK, kt, vt, bad_values);
+            tile_packed = true;
           }
           const idx n = part.end - part.begin;
-          products.scores(a, t.qt, b, c.kv_head, part.begin, n, q_factor, st);
+          products.scores(a, t.qt, kt, b, c.kv_head, k0, part.begin - k0, n, q_factor, st);
           t.score.transform(st, n);
           if (Pattern::has_bias || kind == tile_kind::partial)
             apply_pattern(pattern, c, t.q0, t.live, part.begin, n, ScoreTile::bias_factor(), st, M);
@@ -242,13 +258,17 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
         k0 = k_next;
       }
 
+      // Oᵀ is transposed into `stage` first and then copied out row by row: whole-row stores
+      // keep many of the output rows' cache misses in flight (as pack_q does for Q).
       for (auto& slot : tiles) {
         const query_tile<ScoreTile>& t = *slot;
         for (idx i = 0; i < t.rows; ++i) {
-          float* orow = a.out.row(b, t.q0 + i, h);
+          const float f = i < t.live ? t.score.output_factor(static_cast<int>(i)) : 0.0f;
+          for (idx e = 0; e < Dv; ++e) stage[i * Dv + e] = t.ot[e * M + i] * f;
+        }
+        for (idx i = 0; i < t.rows; ++i) {
+          std::copy(stage + i * Dv, stage + (i + 1) * Dv, a.out.row(b, t.q0 + i, h));
           const bool in_length = i < t.live;
-          const float f = in_length ? t.score.output_factor(static_cast<int>(i)) : 0.0f;
-          for (idx e = 0; e < Dv; ++e) orow[e] = t.ot[e * M + i] * f;
           if (a.lse)
             a.lse[(b * s.heads_q + h) * s.seq_q + t.q0 + i] =
                 in_length ? t.score.lse(static_cast<int>(i))

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "attn/kernel/decode.hpp"
+#include "attn/kernel/grid_prefill.hpp"
 #include "attn/kernel/prefill.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/dense.hpp"
@@ -115,6 +116,11 @@ void run(const prefill_args& a, const Score& score, const Pattern& pattern, cons
     return;
   }
   with_score_tile<Arch>(score, [&]<class Tile>(std::type_identity<Tile>) {
+    if constexpr (requires {
+                    requires Pattern::rank >= 2;
+                    grid_prefill<Arch, Tile>(a, score, prepared);
+                  })
+      if (grid_loop_takes(prepared)) return grid_prefill<Arch, Tile>(a, score, prepared);
     prefill<Arch, Tile>(a, score, prepared);
   });
 }

@@ -7,7 +7,9 @@
 // 1-D with k = L is attn::causal.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -105,6 +107,26 @@ void expect_grid_matches(const grid_problem<K>& p, const P& pattern) {
     attn::attention<arch>(p.q, p.k, p.v, out, attn::sigmoid{}, pattern);
     const auto want = attn::reference::grid_attention(p.q, p.k, p.v, attn::sigmoid{}, pattern);
     EXPECT_LE(max_abs_diff(flat(out), want.out), tolerance);
+  }
+  {
+    // Lengths cut the flattened tokens mid-row: the grid loop (2D/3D) drops keys past the key
+    // length from its boxes and writes zeros (LSE −inf) past the query length.
+    SCOPED_TRACE("key and query lengths");
+    const idx n = p.q.size() / (p.q.dimension(0) * p.q.dimension(K + 1) * p.q.dimension(K + 2));
+    const std::vector<std::int32_t> keys{static_cast<std::int32_t>(n * 2 / 3),
+                                         static_cast<std::int32_t>(n - 1)};
+    const std::vector<std::int32_t> queries{static_cast<std::int32_t>(n - 3),
+                                            static_cast<std::int32_t>(n * 3 / 4)};
+    auto out = p.output();
+    attn::lse_tensor lse(p.q.dimension(0), p.q.dimension(K + 1), n);
+    attn::options opt;
+    opt.key_lengths = keys;
+    opt.query_lengths = queries;
+    opt.lse = attn::lse_map(lse.data(), lse.dimensions());
+    attn::attention<arch>(p.q, p.k, p.v, out, attn::softmax{}, pattern, opt);
+    opt.lse.reset();
+    const auto want = attn::reference::grid_attention(p.q, p.k, p.v, attn::softmax{}, pattern, opt);
+    attn::test::expect_close({flat(out), lse}, want);
   }
 }
 
@@ -281,6 +303,41 @@ TEST(NeighborhoodKernel, OneAndThreeDimensional) {
                                                 .dilation = {2, 1, 2},
                                                 .stride = {1, 3, 2},
                                                 .causal = {true, false, true}});
+}
+
+TEST(NeighborhoodKernel, PatchesAtEveryBorder) {
+  // Extents that are not multiples of the grid loop's patches (8 × 8 on AVX-512), a grid
+  // narrower than one patch, and a 3D grid whose patches are clipped in every dimension.
+  expect_grid_matches(grid_problem<2>({21, 11}, 6), attn::neighborhood<2>{.kernel = {7, 7}});
+  expect_grid_matches(grid_problem<2>({3, 30}, 7), attn::neighborhood<2>{.kernel = {2, 9}});
+  expect_grid_matches(grid_problem<3>({3, 10, 9}, 8),
+                      attn::neighborhood<3>{.kernel = {3, 5, 3}, .stride = {1, 2, 3}});
+}
+
+TEST(NeighborhoodKernel, NonFiniteValuesReachOnlyTheQueriesThatSeeThem) {
+  grid_problem<2> p({16, 16}, 9);
+  const attn::neighborhood<2> pattern{.kernel = {5, 5}};
+  const idx hot = 5 * 16 + 6;  // token (5, 6); batch 0, KV head 1 (query heads 2, 3)
+  for (idx e = 0; e < p.v.dimension(4); ++e)
+    p.v(0, hot / 16, hot % 16, 1, e) = std::numeric_limits<float>::infinity();
+  auto out = p.output();
+  attn::attention<arch>(p.q, p.k, p.v, out, attn::softmax{}, pattern);
+  grid_problem<2> clean({16, 16}, 9);
+  auto want_out = clean.output();
+  attn::attention<arch>(clean.q, clean.k, clean.v, want_out, attn::softmax{}, pattern);
+  const auto tables = prepared(pattern, std::array<idx, 2>{16, 16}).tables;
+  for (idx b = 0; b < 2; ++b)
+    for (idx t = 0; t < 256; ++t)
+      for (idx h = 0; h < 4; ++h) {
+        const bool sees = b == 0 && h >= 2 && tables.visible(t, hot);
+        for (idx e = 0; e < p.v.dimension(4); ++e) {
+          const float got = out(b, t / 16, t % 16, h, e);
+          if (sees)
+            EXPECT_FALSE(std::isfinite(got)) << "t=" << t << " h=" << h;
+          else
+            ASSERT_EQ(got, want_out(b, t / 16, t % 16, h, e)) << "t=" << t << " h=" << h;
+        }
+      }
 }
 
 TEST(NeighborhoodKernel, BlockedLocalHalo) {

@@ -23,7 +23,10 @@
 // coordinate are tabulated once per call in prepare(); both are monotone in each dilation group.
 // A tile of consecutive flattened tokens is bounded by a box of coordinates, so keys() and
 // classify() are O(K·d); partial tiles are masked by visible_rows() (a bit per query, ranges per
-// grid row). No gathered K/V, no N × N mask.
+// grid row). No N × N mask. That is the flat loop's view (1D grids and dilated ones with LSE or
+// lengths); 2D/3D grids without dilation run kernel/grid_prefill.hpp, whose query tiles are
+// patches and whose keys are gathered from the box of the patch's windows (read from the same
+// tables).
 //
 // blocked_local<K> (pattern/halo.hpp) shares the machinery: any pattern whose per-dimension
 // windows are monotone ranges is a grid_windows.

@@ -1,8 +1,10 @@
 // The vector operations of attn/simd/ on the arch under test: exp, exp2, the exponent-bit
 // construction they share, and the horizontal reductions.
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <iomanip>
 #include <limits>
@@ -226,3 +228,45 @@ TEST(SimdReduce, AddEachSumsEveryRowIntoItsOwnLane) {
 }
 
 }  // namespace
+
+namespace attn_transpose_test {
+
+using idx = std::ptrdiff_t;
+
+/// Every shape the loops use and their edges: whole 16 × 16 blocks, partial row and column
+/// blocks, a single row or column, padding lanes past `rows`, one factor or one per column.
+TEST(SimdTranspose, MatchesTheElementwiseDefinition) {
+  struct shape {
+    idx rows, cols, dst_cols, src_ld, dst_ld;
+  };
+  const shape shapes[] = {{64, 64, 64, 64, 64}, {37, 64, 64, 64, 64}, {64, 70, 64, 70, 64},
+                          {1, 16, 16, 16, 16},  {16, 1, 16, 1, 16},   {5, 33, 48, 40, 50},
+                          {48, 48, 48, 64, 48}, {0, 8, 16, 8, 16}};
+  for (const shape& s : shapes)
+    for (int per_column = 0; per_column < 2; ++per_column) {
+      SCOPED_TRACE(testing::Message() << "rows=" << s.rows << " cols=" << s.cols << " dst_cols="
+                                      << s.dst_cols << " per_column=" << per_column);
+      std::vector<float> src(static_cast<std::size_t>(std::max<idx>(s.rows, 1) * s.src_ld));
+      for (std::size_t n = 0; n < src.size(); ++n) src[n] = static_cast<float>(n % 251) - 125.5f;
+      std::vector<float> factor(static_cast<std::size_t>(s.cols));
+      for (std::size_t c = 0; c < factor.size(); ++c) factor[c] = 0.25f * static_cast<float>(c + 1);
+      std::vector<float> dst(static_cast<std::size_t>(s.cols * s.dst_ld), -7.0f);
+      if (per_column)
+        simd::transpose_scaled<A>(src.data(), s.src_ld, s.rows, s.cols, factor.data(), dst.data(),
+                                  s.dst_ld, s.dst_cols);
+      else
+        simd::transpose_scaled<A>(src.data(), s.src_ld, s.rows, s.cols, 0.5f, dst.data(), s.dst_ld,
+                                  s.dst_cols);
+      for (idx c = 0; c < s.cols; ++c)
+        for (idx r = 0; r < s.dst_ld; ++r) {
+          const float f = per_column ? factor[static_cast<std::size_t>(c)] : 0.5f;
+          const float want = r < s.rows       ? src[static_cast<std::size_t>(r * s.src_ld + c)] * f
+                             : r < s.dst_cols ? 0.0f
+                                              : -7.0f;  // past dst_cols: untouched
+          ASSERT_EQ(dst[static_cast<std::size_t>(c * s.dst_ld + r)], want)
+              << "c=" << c << " r=" << r;
+        }
+    }
+}
+
+}  // namespace attn_transpose_test

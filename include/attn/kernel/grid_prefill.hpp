@@ -35,6 +35,7 @@
 #include "attn/kernel/prefill.hpp"
 #include "attn/pattern/neighborhood.hpp"
 #include "attn/simd/microkernel.hpp"
+#include "attn/simd/transpose.hpp"
 
 namespace attn::detail {
 
@@ -173,7 +174,7 @@ void grid_prefill(const prefill_args& a, const Score& score, const neighborhood<
         const float* qrow = a.q.row(b, rows[static_cast<std::size_t>(i)], h);
         std::copy(qrow, qrow + D, stage + i * D);
       }
-      transpose_rows(stage, lanes, D, q_factor, qt, M);
+      simd::transpose_scaled<A>(stage, D, lanes, D, q_factor, qt, M, M);
       std::fill(ot, ot + Dv * M, 0.0f);
       tile.begin(c);
 
@@ -215,11 +216,15 @@ void grid_prefill(const prefill_args& a, const Score& score, const neighborhood<
         if (!bad_values.empty()) bad_values.add_to(0, n, st, M, M, Dv, ot, 1, M);
       }
 
+      alignas(64) std::array<float, M> factor{};
+      for (idx i = 0; i < lanes; ++i)
+        factor[static_cast<std::size_t>(i)] = rows[static_cast<std::size_t>(i)] < c.seq_q
+                                                  ? tile.output_factor(static_cast<int>(i))
+                                                  : 0.0f;
+      simd::transpose_scaled<A>(ot, M, Dv, lanes, factor.data(), stage, Dv, Dv);
       for (idx i = 0; i < lanes; ++i) {
         const idx t = rows[static_cast<std::size_t>(i)];
         const bool in_length = t < c.seq_q;
-        const float f = in_length ? tile.output_factor(static_cast<int>(i)) : 0.0f;
-        for (idx e = 0; e < Dv; ++e) stage[i * Dv + e] = ot[e * M + i] * f;
         std::copy(stage + i * Dv, stage + (i + 1) * Dv, a.out.row(b, t, h));
         if (a.lse)
           a.lse[(b * s.heads_q + h) * s.seq_q + t] =

@@ -262,10 +262,10 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
       // keep many of the output rows' cache misses in flight (as pack_q does for Q).
       for (auto& slot : tiles) {
         const query_tile<ScoreTile>& t = *slot;
-        for (idx i = 0; i < t.rows; ++i) {
-          const float f = i < t.live ? t.score.output_factor(static_cast<int>(i)) : 0.0f;
-          for (idx e = 0; e < Dv; ++e) stage[i * Dv + e] = t.ot[e * M + i] * f;
-        }
+        alignas(64) std::array<float, M> factor{};
+        for (idx i = 0; i < t.live; ++i)
+          factor[static_cast<std::size_t>(i)] = t.score.output_factor(static_cast<int>(i));
+        simd::transpose_scaled<A>(t.ot, M, Dv, t.rows, factor.data(), stage, Dv, Dv);
         for (idx i = 0; i < t.rows; ++i) {
           std::copy(stage + i * Dv, stage + (i + 1) * Dv, a.out.row(b, t.q0 + i, h));
           const bool in_length = i < t.live;

@@ -28,6 +28,7 @@
 #include "attn/kernel/workspace.hpp"
 #include "attn/simd/microkernel.hpp"
 #include "attn/simd/microkernel_bf16.hpp"
+#include "attn/simd/transpose.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn::detail {
@@ -51,15 +52,6 @@ inline void prefetch_rows(const T* first, idx stride, idx rows, idx width) {
 #endif
 }
 
-/// Qᵀ [width × M] = factor · the first `rows` rows of `stage` ([rows × width], row-major),
-/// zero in the other columns.
-inline void transpose_rows(const float* stage, idx rows, idx width, float factor, float* qt,
-                           idx M) {
-  std::fill(qt, qt + width * M, 0.0f);
-  for (idx i = 0; i < rows; ++i)
-    for (idx d = 0; d < width; ++d) qt[d * M + i] = stage[i * width + d] * factor;
-}
-
 template <class A>
 struct float_products {
   static constexpr idx M = simd::tile_queries<A>;
@@ -81,7 +73,7 @@ struct float_products {
       const float* qrow = a.q.row(b, q0 + i, h);
       std::copy(qrow, qrow + D, stage + i * D);
     }
-    transpose_rows(stage, live, D, q_factor, qt, M);
+    simd::transpose_scaled<A>(stage, D, live, D, q_factor, qt, M, M);
   }
   /// Sᵀ of the keys off .. off+n−1 of the packed K tile.
   template <class Args>

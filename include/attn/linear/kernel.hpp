@@ -34,6 +34,7 @@
 #include "attn/linear/common.hpp"
 #include "attn/linear/feature_maps.hpp"
 #include "attn/simd/microkernel.hpp"
+#include "attn/simd/transpose.hpp"
 
 namespace attn::linear::detail {
 

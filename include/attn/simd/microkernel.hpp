@@ -245,53 +245,6 @@ inline void broadcast_gemm(std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdif
                        [&]<int Rows>() { band.template operator()<Rows>(i); });
 }
 
-/// dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols: the transpose of a tile. AVX-512
-/// moves 16 × 16 blocks through registers (unpack, then two 128-bit lane shuffles); the rest of
-/// the tile, and other archs, go element by element.
-template <class A>
-inline void transpose(const float* src, std::ptrdiff_t lds, std::ptrdiff_t rows,
-                      std::ptrdiff_t cols, float* dst, std::ptrdiff_t ldd) {
-  std::ptrdiff_t r0 = 0;
-#if defined(__AVX512F__)  // the intrinsics' types exist only where the compiler targets AVX-512
-  if constexpr (std::is_base_of_v<xsimd::avx512f, A>) {
-    for (; r0 + 16 <= rows; r0 += 16) {
-      std::ptrdiff_t c0 = 0;
-      for (; c0 + 16 <= cols; c0 += 16) {
-        __m512 r[16], t[16];
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + (r0 + i) * lds + c0);
-        for (int i = 0; i < 16; i += 2) {
-          t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-          t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-        }
-        // Each 128-bit lane k of r[4m + j] now holds column 4k + j of rows 4m .. 4m + 3.
-        for (int i = 0; i < 16; i += 4) {
-          const __m512d a0 = _mm512_castps_pd(t[i]), a1 = _mm512_castps_pd(t[i + 1]);
-          const __m512d b0 = _mm512_castps_pd(t[i + 2]), b1 = _mm512_castps_pd(t[i + 3]);
-          r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
-          r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
-          r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
-          r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
-        }
-        for (int half = 0; half < 16; half += 8)
-          for (int j = 0; j < 4; ++j) {
-            t[half + j] = _mm512_shuffle_f32x4(r[half + j], r[half + 4 + j], 0x88);
-            t[half + 4 + j] = _mm512_shuffle_f32x4(r[half + j], r[half + 4 + j], 0xdd);
-          }
-        for (int j = 0; j < 8; ++j) {
-          _mm512_storeu_ps(dst + (c0 + j) * ldd + r0, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
-          _mm512_storeu_ps(dst + (c0 + 8 + j) * ldd + r0,
-                           _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
-        }
-      }
-      for (std::ptrdiff_t r = r0; r < r0 + 16; ++r)
-        for (std::ptrdiff_t c = c0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
-    }
-  }
-#endif
-  for (std::ptrdiff_t r = r0; r < rows; ++r)
-    for (std::ptrdiff_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
-}
-
 /// dst[0..n) = src[0..n) with non-temporal stores where the arch has them and dst is 64-byte
 /// aligned with n a multiple of 16 (whole cache lines), else ordinary stores: for outputs
 /// written once and not read again, which then skip the read-for-ownership of every line.

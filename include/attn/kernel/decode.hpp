@@ -173,11 +173,7 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
       const idx chunk = item % chunks;
       const idx qb = (item / chunks) % query_blocks;
       const idx b = item / chunks / query_blocks;
-      head_ctx base;
-      base.batch = b;
-      base.heads = Hq;
-      base.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
-      base.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
+      const head_ctx base = context_of(a, b, 0);  // context() sets the head
       const idx q0 = qb * R;
       const idx rows = std::min(R, s.seq_q - q0);
       const idx live = std::clamp<idx>(base.seq_q - q0, 0, rows);

@@ -128,13 +128,7 @@ void grid_prefill(const prefill_args& a, const Score& score, const neighborhood<
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const idx bh = item / patches, b = bh / s.heads_q, h = bh % s.heads_q;
-      head_ctx c;
-      c.batch = b;
-      c.head = h;
-      c.kv_head = h / s.group();
-      c.heads = s.heads_q;
-      c.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
-      c.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
+      const head_ctx c = context_of(a, b, h);
 
       // The patch: its first coordinate and clipped extent per dimension, its tokens in
       // row-major order on the first lanes, and each lane's window. Lanes past the patch, or

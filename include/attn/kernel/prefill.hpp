@@ -56,6 +56,20 @@ struct prefill_args {
   exec::executor executor;
 };
 
+/// What a pattern and a score see of (batch b, query head h): its K/V head and the batch's
+/// effective lengths. Every loop builds it the same way.
+inline head_ctx context_of(const prefill_args& a, idx b, idx h) {
+  const problem_shape& s = a.shape;
+  head_ctx c;
+  c.batch = b;
+  c.head = h;
+  c.kv_head = h / s.group();
+  c.heads = s.heads_q;
+  c.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
+  c.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
+  return c;
+}
+
 /// Masks (−inf) and biases one partial tile of Sᵀ [keys × ld], rows = keys, columns = queries.
 /// Only tiles the pattern could not classify as full come here. Patterns whose visible rows per
 /// key form one range (band patterns) mask by ranges; patterns that can say which rows see each
@@ -175,13 +189,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const auto [b, h, block_q0] = item_at(item);
-      head_ctx c;
-      c.batch = b;
-      c.head = h;
-      c.kv_head = h / s.group();
-      c.heads = s.heads_q;
-      c.seq_q = a.query_lengths.empty() ? s.seq_q : a.query_lengths[static_cast<std::size_t>(b)];
-      c.seq_k = a.key_lengths.empty() ? s.seq_k : a.key_lengths[static_cast<std::size_t>(b)];
+      const head_ctx c = context_of(a, b, h);
 
       // Q rows of one head lie heads·head_dim apart, past the reach of the hardware prefetchers:
       // ask for the whole block's rows at once so that their misses overlap.

@@ -52,10 +52,12 @@ struct prefetch_plan {
   queue queues[4];
   int count = 0;
 
+  /// Rows pos0 … pos0+n−1 of heads head … head+heads−1 (contiguous within a token's row).
   template <class T>
-  void add(const attn::detail::view4<T>& x, idx b, idx head, idx pos0, idx n) {
+  void add(const attn::detail::view4<T>& x, idx b, idx head, idx pos0, idx n, idx heads = 1) {
     if (n <= 0) return;
-    queues[count++] = {x.row(b, pos0, head), x.strides[1], x.head_dim(), n, !std::is_const_v<T>};
+    queues[count++] = {x.row(b, pos0, head), x.strides[1], heads * x.strides[2], n,
+                       !std::is_const_v<T>};
   }
   idx rows() const {
     idx n = 0;

@@ -21,7 +21,10 @@
 //
 // Memory: rows of one head lie heads·head_dim floats apart, often a page or more, where the
 // hardware prefetchers stop; every product fetches the next chunk's rows a few at a time
-// (gemm_prefetching), and output rows are written with non-temporal stores.
+// (gemm_prefetching), and output rows are written with non-temporal stores. The non-causal form
+// also packs a block of tokens for every head of its group token by token (block_tokens()), so
+// that its reads and writes walk memory in address order: at N 8192, H 8, D 64 that made it
+// 10–20 % faster than packing one head's strided rows at a time.
 #pragma once
 
 #include <algorithm>
@@ -364,11 +367,15 @@ void causal_chunked(const args& a, const Feature& phi) {
 
 // ---- non-causal: S = φ(K)ᵀV once, then O = φ(Q)·S ---------------------------------------------
 
-/// Keys per block of the state product and queries per block of the output product.
-inline constexpr idx key_block = 128;
-inline constexpr idx query_block = 96;
+/// Token rows (one head's row each) per packed block of the non-causal form: a block of T tokens
+/// of a group of heads is read token by token, in address order (consecutive heads of a token
+/// are contiguous), so the hardware streams it; T·heads rows of φ and V stay within L2.
+inline constexpr idx block_rows = 256;
 /// Fewest keys (queries) per range when ranges are split over workers.
 inline constexpr idx min_range = 512;
+
+/// Tokens per block for `heads` heads: block_rows / heads, at least 16, at most 128.
+inline idx block_tokens(idx heads) { return std::clamp<idx>(block_rows / heads, 16, 128); }
 
 template <class A, class Feature>
 void noncausal(const args& a, const Feature& phi) {
@@ -379,73 +386,86 @@ void noncausal(const args& a, const Feature& phi) {
   const idx kv_heads = s.batch * s.heads_kv;
   if (kv_heads == 0 || Nq == 0) return;
   const idx n_state = D * Ep + Dp;  // S [D × Ep] then z [Dp]
-  const idx n_keys = key_block * D + key_block * Ep, n_queries = query_block * (D + Ep);
+  // Per head of a block: φ rows [T × D] then V (or O) rows [T × Ep].
+  auto block_floats = [&](idx heads) { return heads * block_tokens(heads) * (D + Ep); };
 
-  // Adds φ(K)ᵀV and Σ φ(k) over keys [k0, k1) of (b, g) into the state at st.
-  auto accumulate_keys = [&](idx b, idx g, idx k0, idx k1, float* work, float* st) {
-    float* kf = work;
-    float* vc = kf + key_block * D;
-    for (idx j0 = k0; j0 < k1; j0 += key_block) {
-      const idx n = std::min(key_block, k1 - j0);
-      phi.rows(role::key, b, g, j0, n, kf, D, 1.0f);
-      for (idx j = 0; j < n; ++j) {
-        copy_row<A>(vc + j * Ep, a.v.row(b, j0 + j, g), E);
-      }
+  // Adds φ(K)ᵀV and Σ φ(k) over keys [k0, k1) of K/V heads g0 … g0+hg−1 of batch b into their
+  // states (n_state floats apart from `states`).
+  auto accumulate_keys = [&](idx b, idx g0, idx hg, idx k0, idx k1, float* work, float* states) {
+    const idx T = block_tokens(hg), per_head = T * (D + Ep);
+    for (idx j0 = k0; j0 < k1; j0 += T) {
+      const idx n = std::min(T, k1 - j0);
+      for (idx j = 0; j < n; ++j)
+        for (idx u = 0; u < hg; ++u) {
+          float* kf = work + u * per_head;
+          phi.rows(role::key, b, g0 + u, j0 + j, 1, kf + j * D, D, 1.0f);
+          copy_row<A>(kf + T * D + j * Ep, a.v.row(b, j0 + j, g0 + u), E);
+        }
       prefetch_plan pf;
-      pf.add(a.k, b, g, j0 + n, std::min(key_block, Nk - j0 - n));
-      pf.add(a.v, b, g, j0 + n, std::min(key_block, Nk - j0 - n));
-      gemm_prefetching<A>(D, Ep, n, kf, 1, D, vc, Ep, st, Ep, true, simd::triangle::none, pf,
-                          (pf.rows() + gemm_slots<A>(D, n, simd::triangle::none) - 1) /
-                              gemm_slots<A>(D, n, simd::triangle::none));
-      if (a.normalise) add_column_sums<A>(st + D * Ep, kf, n, D, D);
+      const idx next_n = std::min(T, k1 - j0 - n);
+      pf.add(a.k, b, g0, j0 + n, next_n, hg);
+      pf.add(a.v, b, g0, j0 + n, next_n, hg);
+      const idx slots = hg * gemm_slots<A>(D, n, simd::triangle::none);
+      const idx per_slot = (pf.rows() + slots - 1) / slots;
+      for (idx u = 0; u < hg; ++u) {
+        const float* kf = work + u * per_head;
+        float* st = states + u * n_state;
+        gemm_prefetching<A>(D, Ep, n, kf, 1, D, kf + T * D, Ep, st, Ep, true, simd::triangle::none,
+                            pf, per_slot);
+        if (a.normalise) add_column_sums<A>(st + D * Ep, kf, n, D, D);
+      }
     }
   };
-  // Writes the outputs of queries [q0, q1) of (b, h) from the state at st.
-  auto write_queries = [&](idx b, idx h, idx q0, idx q1, float* work, const float* st) {
-    float* qf = work;
-    float* o = qf + query_block * D;
-    const float* z = st + D * Ep;
-    for (idx i0 = q0; i0 < q1; i0 += query_block) {
-      const idx n = std::min(query_block, q1 - i0);
-      phi.rows(role::query, b, h, i0, n, qf, D, a.scale);
+  // Writes the outputs of queries [q0, q1) of query heads h0 … h0+hq−1 of batch b, head h0+u
+  // reading the state at states + (u / G)·n_state.
+  auto write_queries = [&](idx b, idx h0, idx hq, idx q0, idx q1, float* work,
+                           const float* states) {
+    const idx T = block_tokens(hq), per_head = T * (D + Ep);
+    for (idx i0 = q0; i0 < q1; i0 += T) {
+      const idx n = std::min(T, q1 - i0);
+      for (idx i = 0; i < n; ++i)
+        for (idx u = 0; u < hq; ++u)
+          phi.rows(role::query, b, h0 + u, i0 + i, 1, work + u * per_head + i * D, D, a.scale);
       prefetch_plan pf;
-      pf.add(a.q, b, h, i0 + n, std::min(query_block, Nq - i0 - n));
-      const idx slots = gemm_slots<A>(n, D, simd::triangle::none);
+      pf.add(a.q, b, h0, i0 + n, std::min(T, q1 - i0 - n), hq);
+      const idx slots = hq * gemm_slots<A>(n, D, simd::triangle::none);
       const idx per_slot = (pf.rows() + slots - 1) / slots;
-      // Normalised: o_i = (φ(q_i) / (φ(q_i)·z + ε))·S — the row factor goes into φ(q_i).
-      if (a.normalise)
-        for (idx i = 0; i < n; ++i)
-          scale_add<A>(qf + i * D, 1.0f / (dot<A>(qf + i * D, z, D) + a.epsilon), nullptr, D);
-      // O in a contiguous buffer, then streamed to the out rows (written once, never read).
-      gemm_prefetching<A>(n, Ep, D, qf, D, 1, st, Ep, o, Ep, false, simd::triangle::none, pf,
-                          per_slot);
-      for (idx i = 0; i < n; ++i) simd::stream_copy<A>(a.out.row(b, i0 + i, h), o + i * Ep, E);
+      for (idx u = 0; u < hq; ++u) {
+        float* qf = work + u * per_head;
+        const float* st = states + (u / G) * n_state;
+        const float* z = st + D * Ep;
+        // Normalised: o_i = (φ(q_i) / (φ(q_i)·z + ε))·S — the row factor goes into φ(q_i).
+        if (a.normalise)
+          for (idx i = 0; i < n; ++i)
+            scale_add<A>(qf + i * D, 1.0f / (dot<A>(qf + i * D, z, D) + a.epsilon), nullptr, D);
+        gemm_prefetching<A>(n, Ep, D, qf, D, 1, st, Ep, qf + T * D, Ep, false, simd::triangle::none,
+                            pf, per_slot);
+      }
+      // O streamed token by token (written once, never read), in address order.
+      for (idx i = 0; i < n; ++i)
+        for (idx u = 0; u < hq; ++u)
+          simd::stream_copy<A>(a.out.row(b, i0 + i, h0 + u), work + u * per_head + T * D + i * Ep,
+                               E);
     }
   };
 
   if (a.workers <= 1 || kv_heads >= a.workers) {
-    // One work item per (batch, group of K/V heads): the group's states, block by block over the
-    // keys, then every query head of the group block by block over the queries (see
-    // head_group()).
+    // One work item per (batch, group of K/V heads): the group's states over all keys, then the
+    // outputs of all the group's query heads (see head_group()).
     const idx Hg = head_group(s.heads_kv, s.batch, a.workers, n_state);
     const idx groups = s.heads_kv / Hg, items = s.batch * groups;
     const int workers = static_cast<int>(std::min<idx>(a.workers, items));
     std::atomic<idx> next{0};
     auto body = [&](int) {
-      attn::detail::aligned_floats buffer = zeroed(Hg * n_state + std::max(n_keys, n_queries));
+      attn::detail::aligned_floats buffer =
+          zeroed(Hg * n_state + std::max(block_floats(Hg), block_floats(Hg * G)));
       float* states = buffer.get();
       float* work = states + Hg * n_state;
       for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
         const idx b = item / groups, g0 = (item % groups) * Hg;
         std::fill(states, states + Hg * n_state, 0.0f);
-        for (idx j0 = 0; j0 < Nk; j0 += key_block)
-          for (idx u = 0; u < Hg; ++u)
-            accumulate_keys(b, g0 + u, j0, std::min(Nk, j0 + key_block), work,
-                            states + u * n_state);
-        for (idx i0 = 0; i0 < Nq; i0 += query_block)
-          for (idx u = 0; u < Hg; ++u)
-            for (idx h = (g0 + u) * G; h < (g0 + u + 1) * G; ++h)
-              write_queries(b, h, i0, std::min(Nq, i0 + query_block), work, states + u * n_state);
+        accumulate_keys(b, g0, Hg, 0, Nk, work, states);
+        write_queries(b, g0 * G, Hg * G, 0, Nq, work, states);
       }
     };
     run_workers(a.executor, workers, body);
@@ -464,13 +484,13 @@ void noncausal(const args& a, const Feature& phi) {
     const int workers = static_cast<int>(std::min<idx>(a.workers, units));
     std::atomic<idx> next{0};
     auto body = [&](int) {
-      attn::detail::aligned_floats buffer = zeroed(n_keys);
+      attn::detail::aligned_floats buffer = zeroed(block_floats(1));
       for (idx unit; (unit = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
         const idx head = unit / key_ranges, r = unit % key_ranges;
         const idx b = head / s.heads_kv, g = head % s.heads_kv;
         float* st = partial.get() + unit * n_state;
         std::fill(st, st + n_state, 0.0f);
-        accumulate_keys(b, g, Nk * r / key_ranges, Nk * (r + 1) / key_ranges, buffer.get(), st);
+        accumulate_keys(b, g, 1, Nk * r / key_ranges, Nk * (r + 1) / key_ranges, buffer.get(), st);
       }
     };
     run_workers(a.executor, workers, body);
@@ -480,7 +500,7 @@ void noncausal(const args& a, const Feature& phi) {
     const int workers = static_cast<int>(std::min<idx>(a.workers, units));
     std::atomic<idx> next{0};
     auto body = [&](int) {
-      attn::detail::aligned_floats buffer = zeroed(n_state + n_queries);
+      attn::detail::aligned_floats buffer = zeroed(n_state + block_floats(1));
       float* st = buffer.get();
       for (idx unit; (unit = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
         const idx head = unit / query_ranges, r = unit % query_ranges;
@@ -489,7 +509,9 @@ void noncausal(const args& a, const Feature& phi) {
         std::copy(first, first + n_state, st);
         for (idx kr = 1; kr < key_ranges; ++kr)
           scale_add<A>(st, 1.0f, first + kr * n_state, n_state);
-        write_queries(b, h, Nq * r / query_ranges, Nq * (r + 1) / query_ranges, st + n_state, st);
+        // One head: its state is the only one (u / G = 0 for u = 0).
+        write_queries(b, h, 1, Nq * r / query_ranges, Nq * (r + 1) / query_ranges, st + n_state,
+                      st);
       }
     };
     run_workers(a.executor, workers, body);

@@ -128,8 +128,10 @@ inline void decay_powers(float gamma, idx n, float* out) {
     out[t] = static_cast<float>(std::pow(static_cast<double>(gamma), static_cast<double>(t)));
 }
 
-/// Reduction steps per prefetch slot of gemm_prefetching.
-inline constexpr idx slot_depth = 32;
+/// Reduction steps per prefetch slot of gemm_prefetching. Each segment reloads and stores its
+/// block of C, so short segments cost: 128 (a D 64 product in one piece) measured 3–6 % faster
+/// than 32 on every form at N 8192, with the prefetches no less timely.
+inline constexpr idx slot_depth = 128;
 
 /// simd::broadcast_gemm in row bands of tile_shape<A>::rows and reduction segments of about
 /// slot_depth, with `part` resolved per band, calling pf.issue(per_slot) after each piece: the

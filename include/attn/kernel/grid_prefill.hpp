@@ -210,20 +210,8 @@ void grid_prefill(const prefill_args& a, const Score& score, const neighborhood<
         if (!bad_values.empty()) bad_values.add_to(0, n, st, M, M, Dv, ot, 1, M);
       }
 
-      alignas(64) std::array<float, M> factor{};
-      for (idx i = 0; i < lanes; ++i)
-        factor[static_cast<std::size_t>(i)] = rows[static_cast<std::size_t>(i)] < c.seq_q
-                                                  ? tile.output_factor(static_cast<int>(i))
-                                                  : 0.0f;
-      simd::transpose_scaled<A>(ot, M, Dv, lanes, factor.data(), stage, Dv, Dv);
-      for (idx i = 0; i < lanes; ++i) {
-        const idx t = rows[static_cast<std::size_t>(i)];
-        const bool in_length = t < c.seq_q;
-        std::copy(stage + i * Dv, stage + (i + 1) * Dv, a.out.row(b, t, h));
-        if (a.lse)
-          a.lse[(b * s.heads_q + h) * s.seq_q + t] =
-              in_length ? tile.lse(static_cast<int>(i)) : -std::numeric_limits<float>::infinity();
-      }
+      write_tile_out<A>(
+          a, c, tile, ot, lanes, [&](idx i) { return rows[static_cast<std::size_t>(i)]; }, stage);
     }
   };
   if (workers == 1)

@@ -132,6 +132,31 @@ struct query_tile {
   key_span keys{};      // keys the pattern lets these rows see
 };
 
+/// Writes the output rows of one query tile of (c.batch, c.head): lane i of Oᵀ [Dv × M] is
+/// token token_of(i) for i < rows, scaled by the score's output factor, with its LSE; a token
+/// at or past the batch's query length gets zeros and −inf. Oᵀ is transposed into `stage`
+/// (M × Dv) first and then copied out row by row: whole-row stores keep many of the output
+/// rows' cache misses in flight (as pack_q does for Q).
+template <class A, class ScoreTile, class TokenOf>
+void write_tile_out(const prefill_args& a, const head_ctx& c, const ScoreTile& score,
+                    const float* ot, idx rows, TokenOf token_of, float* stage) {
+  constexpr idx M = simd::tile_queries<A>;
+  const problem_shape& s = a.shape;
+  const idx Dv = s.head_dim_v;
+  alignas(64) std::array<float, M> factor{};
+  for (idx i = 0; i < rows; ++i)
+    if (token_of(i) < c.seq_q)
+      factor[static_cast<std::size_t>(i)] = score.output_factor(static_cast<int>(i));
+  simd::transpose_scaled<A>(ot, M, Dv, rows, factor.data(), stage, Dv, Dv);
+  for (idx i = 0; i < rows; ++i) {
+    const idx t = token_of(i);
+    std::copy(stage + i * Dv, stage + (i + 1) * Dv, a.out.row(c.batch, t, c.head));
+    if (a.lse)
+      a.lse[(c.batch * s.heads_q + c.head) * s.seq_q + t] =
+          t < c.seq_q ? score.lse(static_cast<int>(i)) : -std::numeric_limits<float>::infinity();
+  }
+}
+
 /// A work item: query_block query tiles of one (batch, head), from row q0.
 struct work_item {
   idx batch = 0, head = 0, q0 = 0;
@@ -266,22 +291,10 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
         k0 = k_next;
       }
 
-      // Oᵀ is transposed into `stage` first and then copied out row by row: whole-row stores
-      // keep many of the output rows' cache misses in flight (as pack_q does for Q).
       for (auto& slot : tiles) {
         const query_tile<ScoreTile>& t = *slot;
-        alignas(64) std::array<float, M> factor{};
-        for (idx i = 0; i < t.live; ++i)
-          factor[static_cast<std::size_t>(i)] = t.score.output_factor(static_cast<int>(i));
-        simd::transpose_scaled<A>(t.ot, M, Dv, t.rows, factor.data(), stage, Dv, Dv);
-        for (idx i = 0; i < t.rows; ++i) {
-          std::copy(stage + i * Dv, stage + (i + 1) * Dv, a.out.row(b, t.q0 + i, h));
-          const bool in_length = i < t.live;
-          if (a.lse)
-            a.lse[(b * s.heads_q + h) * s.seq_q + t.q0 + i] =
-                in_length ? t.score.lse(static_cast<int>(i))
-                          : -std::numeric_limits<float>::infinity();
-        }
+        write_tile_out<A>(
+            a, c, t.score, t.ot, t.rows, [&](idx i) { return t.q0 + i; }, stage);
       }
     }
   };

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cstddef>
 #include <thread>
 #include <vector>
 
@@ -19,6 +21,8 @@ namespace attn::exec {
 
 /// Calls `body(worker)` for worker = 0 .. workers-1, each on its own thread, and returns when
 /// all have returned. The body distributes the actual work items itself (an atomic counter).
+/// One worker (or fewer) is body(0) on the calling thread, without the executor: nothing to
+/// hand out, and no thread to start or wake.
 struct executor {
   using body_fn = void (*)(void* body, int worker);
   using run_fn = void (*)(void* context, int workers, void* body, body_fn call);
@@ -31,9 +35,24 @@ struct executor {
 
   template <class Body>
   void parallel(int workers, Body& body) const {
+    if (workers <= 1) return body(0);
     run(context, workers, &body, [](void* b, int worker) { (*static_cast<Body*>(b))(worker); });
   }
 };
+
+/// Runs f(item) for item = 0 .. count−1 on up to `workers` workers of `ex`, the items handed
+/// out one at a time by an atomic counter (items of unequal cost even out); returns when all
+/// are done.
+template <class F>
+void for_each_item(const executor& ex, int workers, std::ptrdiff_t count, F&& f) {
+  if (count <= 0) return;
+  std::atomic<std::ptrdiff_t> next{0};
+  auto body = [&](int) {
+    for (std::ptrdiff_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < count;)
+      f(item);
+  };
+  ex.parallel(static_cast<int>(std::min<std::ptrdiff_t>(workers, count)), body);
+}
 
 inline executor serial() {
   return {nullptr,

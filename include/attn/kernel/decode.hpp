@@ -304,10 +304,7 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
       }
     }
   };
-  if (workers == 1)
-    body(0);
-  else
-    a.executor.parallel(workers, body);
+  a.executor.parallel(workers, body);
   if (chunks > 1) merge_parts<Score::has_lse>(a, parts);
 }
 

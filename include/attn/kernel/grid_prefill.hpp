@@ -214,10 +214,7 @@ void grid_prefill(const prefill_args& a, const Score& score, const neighborhood<
           a, c, tile, ot, lanes, [&](idx i) { return rows[static_cast<std::size_t>(i)]; }, stage);
     }
   };
-  if (workers == 1)
-    body(0);
-  else
-    a.executor.parallel(workers, body);
+  a.executor.parallel(workers, body);
 }
 
 }  // namespace attn::detail

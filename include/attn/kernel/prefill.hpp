@@ -298,10 +298,7 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
       }
     }
   };
-  if (workers == 1)
-    body(0);
-  else
-    a.executor.parallel(workers, body);
+  a.executor.parallel(workers, body);
 }
 
 }  // namespace attn::detail

@@ -1,9 +1,8 @@
-// What the files of attn/linear/ share: the view type the kernels read, and a parallel loop
-// over work items on an attn::exec executor.
+// What the files of attn/linear/ share: the view type the kernels read, and the plan of rows
+// their products prefetch (parallel loops over work items: attn::exec::for_each_item).
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <type_traits>
 
@@ -22,22 +21,6 @@ using out_view = attn::detail::view4<float>;
 template <class T>
 in_view read_only(const attn::detail::view4<T>& x) {
   return {x.data, x.dims, x.strides};
-}
-
-/// Runs f(item) for item = 0 .. count-1 on up to `workers` workers of `ex` (items handed out
-/// by an atomic counter); returns when all are done.
-template <class F>
-void for_each_item(const exec::executor& ex, int workers, idx count, F&& f) {
-  if (count <= 0) return;
-  const int w = static_cast<int>(std::min<idx>(std::max(workers, 1), count));
-  std::atomic<idx> next{0};
-  auto body = [&](int) {
-    for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < count;) f(item);
-  };
-  if (w == 1)
-    body(0);
-  else
-    ex.parallel(w, body);
 }
 
 /// Rows to prefetch (from up to four tensors), issued a few at a time between the row bands of

@@ -183,7 +183,7 @@ struct feature<A, efficient> {
     const idx D = k.head_dim(), heads = k.batch() * k.heads();
     key_max.assign(static_cast<std::size_t>(heads * D), 0.0f);
     key_inv_sum.assign(static_cast<std::size_t>(heads * D), 0.0f);
-    for_each_item(in.executor, in.workers, heads, [&](idx item) {
+    exec::for_each_item(in.executor, in.workers, heads, [&](idx item) {
       const idx b = item / k.heads(), g = item % k.heads();
       float* m = key_max.data() + item * D;
       float* inv = key_inv_sum.data() + item * D;
@@ -280,7 +280,7 @@ struct feature<A, focused> {
                                             : s[static_cast<std::size_t>(c)]);
       std::vector<float>& t = token[side];
       t.assign(static_cast<std::size_t>(2 * x.batch() * x.seq()), 0.0f);
-      for_each_item(in.executor, in.workers, x.batch(), [&](idx b) {
+      exec::for_each_item(in.executor, in.workers, x.batch(), [&](idx b) {
         for (idx i = 0; i < x.seq(); ++i)
           token_factors(x, inv, b, i, t.data() + 2 * (b * x.seq() + i));
       });

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <span>
@@ -179,10 +180,7 @@ void run_workers(const exec::executor& ex, int workers, Body& body) {
     body(worker);
     simd::stream_fence();
   };
-  if (workers <= 1)
-    fenced(0);
-  else
-    ex.parallel(workers, fenced);
+  ex.parallel(workers, fenced);
 }
 
 /// A zeroed per-worker buffer of n floats (aligned, padded).

@@ -25,17 +25,8 @@ namespace attn::detail {
 /// not throw: routers check everything before they start.
 template <class F>
 void parallel_items(const options& opt, idx n, F&& f) {
-  if (n <= 0) return;
   const exec::executor ex = opt.executor ? opt.executor : exec::default_executor();
-  const int workers = static_cast<int>(std::min<idx>(worker_count(opt, ex), n));
-  std::atomic<idx> next{0};
-  auto body = [&](int) {
-    for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < n;) f(item);
-  };
-  if (workers <= 1)
-    body(0);
-  else
-    ex.parallel(workers, body);
+  exec::for_each_item(ex, worker_count(opt, ex), n, f);
 }
 
 /// A rank-4 router's q and k, viewed and checked (the shape rules of attention(), without v

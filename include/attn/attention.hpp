@@ -17,6 +17,7 @@
 
 #include "attn/kernel/decode.hpp"
 #include "attn/kernel/grid_prefill.hpp"
+#include "attn/kernel/neighborhood_lanes.hpp"
 #include "attn/kernel/prefill.hpp"
 #include "attn/options.hpp"
 #include "attn/pattern/dense.hpp"
@@ -115,6 +116,11 @@ void run(const prefill_args& a, const Score& score, const Pattern& pattern, cons
     });
     return;
   }
+  if constexpr (is_neighborhood<Pattern>)
+    if (lane_loop_takes(prepared, a))
+      return with_score_tile<Arch, lane_queries>(score, [&]<class Tile>(std::type_identity<Tile>) {
+        neighborhood_lanes<Arch, Tile>(a, score, prepared);
+      });
   with_score_tile<Arch>(score, [&]<class Tile>(std::type_identity<Tile>) {
     if constexpr (requires {
                     requires Pattern::rank >= 2;

@@ -8,6 +8,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "attn/simd/arch.hpp"
 
@@ -47,6 +48,28 @@ inline vec<A> splat(float x) {
     return x;
   else
     return vec<A>(x);
+}
+
+/// Lane i = p[offsets[i]], each offset in [0, lanes<A>): a variable permutation of one unaligned
+/// load (vpermps on AVX-512 and AVX2), lane by lane on the other arches.
+template <class A>
+inline vec<A> load_permuted(const float* p, const std::int32_t* offsets) {
+  if constexpr (std::is_same_v<A, scalar>) {
+    return p[offsets[0]];
+  } else {
+#if defined(__AVX512F__)
+    if constexpr (std::is_base_of_v<xsimd::avx512f, A>)
+      return vec<A>(_mm512_permutexvar_ps(_mm512_loadu_si512(offsets), _mm512_loadu_ps(p)));
+#endif
+#if defined(__AVX2__)
+    if constexpr (std::is_base_of_v<xsimd::avx2, A>)
+      return vec<A>(_mm256_permutevar8x32_ps(
+          _mm256_loadu_ps(p), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets))));
+#endif
+    alignas(64) float gathered[lanes<A>];
+    for (int i = 0; i < lanes<A>; ++i) gathered[i] = p[offsets[i]];
+    return vec<A>::load_aligned(gathered);
+  }
 }
 
 // ---- arithmetic (scalar overloads beside xsimd's) -------------------------------------------

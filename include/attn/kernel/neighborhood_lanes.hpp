@@ -69,9 +69,11 @@ inline std::vector<lane_run> lane_runs(const grid_axis& ax, idx lanes) {
     }
     // Lanes past n (computed, never written) repeat the last lane's offset, or slide on.
     std::array<idx, 16> off{};
-    for (idx l = 0; l < lane_queries; ++l)
-      off[static_cast<std::size_t>(l)] =
-          l < r.n ? lo(x + l) - r.lo0 : off[static_cast<std::size_t>(l - 1)] + (r.sliding ? 1 : 0);
+    idx last = 0;
+    for (idx l = 0; l < lane_queries; ++l) {
+      last = l < r.n ? lo(x + l) - r.lo0 : last + (r.sliding ? 1 : 0);
+      off[static_cast<std::size_t>(l)] = last;
+    }
     for (idx l = 0; l < lane_queries; ++l) {
       const auto u = static_cast<std::size_t>(l), v = static_cast<std::size_t>(l / lanes);
       if (l % lanes == 0) r.first[v] = off[u];
@@ -140,20 +142,19 @@ inline void lane_scores(const float* qt, idx depth, const float* key, idx ld, co
     for (int v = 0; v < QV; ++v) simd::store<A>(st + j * M + v * L, acc[j][v]);
 }
 
-/// Oᵀ[e, :] = α ⊙ Oᵀ[e, :] + Σ_j Pᵀ[j, :]·value_j(e) for E rows e0 … e0 + E − 1: value_j(e)
-/// is loaded (lane_load) from values[j] + e·ld.
+/// Oᵀ[e, :] = Σ_j Pᵀ[j, :]·value_j(e) for E rows e0 … e0 + E − 1: value_j(e) is loaded
+/// (lane_load) from values[j] + e·ld. The whole window is one block of slots, so there is no
+/// earlier accumulator to rescale.
 template <class A, bool Sliding, int E>
 inline void lane_accumulate(const float* pt, idx slots, const float* const* values, idx ld, idx e0,
-                            const lane_run& run, const float* alpha, float* ot) {
+                            const lane_run& run, float* ot) {
   constexpr int L = simd::lanes<A>, QV = static_cast<int>(lane_queries) / L;
   constexpr int M = static_cast<int>(lane_queries);
-  simd::vec<A> acc[E][QV], a[QV];
-#pragma GCC unroll 16
-  for (int v = 0; v < QV; ++v) a[v] = simd::load<A>(alpha + v * L);
+  simd::vec<A> acc[E][QV];
 #pragma GCC unroll 16
   for (int e = 0; e < E; ++e)
 #pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) acc[e][v] = simd::load<A>(ot + (e0 + e) * M + v * L) * a[v];
+    for (int v = 0; v < QV; ++v) acc[e][v] = simd::splat<A>(0.0f);
   for (idx j = 0; j < slots; ++j) {
     simd::vec<A> p[QV];
 #pragma GCC unroll 16
@@ -271,7 +272,6 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
       simd::transpose_scaled<A>(a.q.row(b, r * X, h), a.q.strides[1], X, D, q_factor, qt, ld, ld);
       for (const lane_run& run : runs) {
         const idx t0 = r * X + run.x0;
-        std::fill(ot, ot + Dv * M, 0.0f);
         tile.begin_rows(c, 0, static_cast<int>(M));
         idx n = 0;
         for (idx kr : key_rows) {
@@ -290,7 +290,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
           tile.transform(st, n);
           tile.weigh(st, n);
           in_lane_blocks<lane_value_block<A>>(Dv, [&]<int E>(idx e) {
-            lane_accumulate<A, Sliding, E>(st, n, value_at.data(), ld, e, run, tile.alpha, ot);
+            lane_accumulate<A, Sliding, E>(st, n, value_at.data(), ld, e, run, ot);
           });
         };
         if (run.sliding)

@@ -31,6 +31,7 @@
 #include <limits>
 #include <vector>
 
+#include "attn/exec/executor.hpp"
 #include "attn/kernel/prefill.hpp"
 #include "attn/kernel/workspace.hpp"
 #include "attn/pattern/neighborhood.hpp"
@@ -212,20 +213,13 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
   auto row_of = [&](idx b, idx g, idx r) {
     return transposed.get() + ((b * Hkv + g) * rows + r) * row_floats;
   };
-  {
-    const idx units = s.batch * Hkv * rows;
-    std::atomic<idx> next{0};
-    auto body = [&](int) {
-      for (idx u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
-        const idx r = u % rows, g = u / rows % Hkv, b = u / rows / Hkv;
-        float* kt = row_of(b, g, r);
-        simd::transpose_scaled<A>(a.k.row(b, r * X, g), a.k.strides[1], X, D, 1.0f, kt, ld, ld);
-        simd::transpose_scaled<A>(a.v.row(b, r * X, g), a.v.strides[1], X, Dv, 1.0f, kt + D * ld,
-                                  ld, ld);
-      }
-    };
-    a.executor.parallel(static_cast<int>(std::min<idx>(a.workers, units)), body);
-  }
+  exec::for_each_item(a.executor, a.workers, s.batch * Hkv * rows, [&](idx u) {
+    const idx r = u % rows, g = u / rows % Hkv, b = u / rows / Hkv;
+    float* kt = row_of(b, g, r);
+    simd::transpose_scaled<A>(a.k.row(b, r * X, g), a.k.strides[1], X, D, 1.0f, kt, ld, ld);
+    simd::transpose_scaled<A>(a.v.row(b, r * X, g), a.v.strides[1], X, Dv, 1.0f, kt + D * ld, ld,
+                              ld);
+  });
 
   // 2. Every (batch, query head, grid row): its runs, each against its window's slots.
   const idx items = s.batch * Hq * rows;

@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "attn/exec/executor.hpp"
@@ -114,63 +115,41 @@ inline simd::vec<A> lane_load(const float* row, const lane_run& run, int v) {
                                   run.shift.data() + v * L);
 }
 
-/// Sᵀ[j, :] = Σ_d Qᵀ[d, :]·key_j(d) for the J consecutive slots of one key row: Qᵀ[d, :] is at
-/// qt + d·ld and the key row's column lo₀ + j at key + j (Kᵀ rows ld apart).
-template <class A, bool Sliding, int J>
-inline void lane_scores(const float* qt, idx depth, const float* key, idx ld, const lane_run& run,
-                        float* st) {
+/// The one product of the lane loop: for N rows n and each step i,
+///   out[n, :] += w_i ⊙ lane_load(row_at(i) + n·row_stride),   w_i = the 16 lanes at w +
+///   i·w_stride,
+/// from zero, out rows lane_queries floats apart. Both products are this:
+///   scores      Sᵀ[j, :] = Σ_d Qᵀ[d, :] ⊙ key_j(d)   steps d, rows = slots of one key row
+///                (row_stride 1: slot j is the next column)
+///   accumulate  Oᵀ[e, :] = Σ_j Pᵀ[j, :] ⊙ value_j(e)  steps j, rows = output rows e (stride ld)
+/// — the whole window is one block of slots, so there is no earlier accumulator to rescale.
+/// Stride: std::integral_constant for a compile-time stride (its offsets fold into the loads).
+template <class A, bool Sliding, int N, class RowAt, class Stride>
+inline void lane_products(idx steps, const float* w, idx w_stride, RowAt row_at, Stride row_stride,
+                          const lane_run& run, float* out) {
   constexpr int L = simd::lanes<A>, QV = static_cast<int>(lane_queries) / L;
   constexpr int M = static_cast<int>(lane_queries);
-  simd::vec<A> acc[J][QV];
+  simd::vec<A> acc[N][QV];
 #pragma GCC unroll 16
-  for (int j = 0; j < J; ++j)
+  for (int n = 0; n < N; ++n)
 #pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) acc[j][v] = simd::splat<A>(0.0f);
-  for (idx d = 0; d < depth; ++d) {
-    simd::vec<A> q[QV];
+    for (int v = 0; v < QV; ++v) acc[n][v] = simd::splat<A>(0.0f);
+  for (idx i = 0; i < steps; ++i) {
+    simd::vec<A> wv[QV];
 #pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) q[v] = simd::load<A>(qt + d * ld + v * L);
-    const float* k = key + d * ld;
+    for (int v = 0; v < QV; ++v) wv[v] = simd::load<A>(w + i * w_stride + v * L);
+    const float* row = row_at(i);
 #pragma GCC unroll 16
-    for (int j = 0; j < J; ++j)
-#pragma GCC unroll 16
-      for (int v = 0; v < QV; ++v)
-        acc[j][v] = simd::fma(q[v], lane_load<A, Sliding>(k + j, run, v), acc[j][v]);
-  }
-#pragma GCC unroll 16
-  for (int j = 0; j < J; ++j)
-#pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) simd::store<A>(st + j * M + v * L, acc[j][v]);
-}
-
-/// Oᵀ[e, :] = Σ_j Pᵀ[j, :]·value_j(e) for E rows e0 … e0 + E − 1: value_j(e) is loaded
-/// (lane_load) from values[j] + e·ld. The whole window is one block of slots, so there is no
-/// earlier accumulator to rescale.
-template <class A, bool Sliding, int E>
-inline void lane_accumulate(const float* pt, idx slots, const float* const* values, idx ld, idx e0,
-                            const lane_run& run, float* ot) {
-  constexpr int L = simd::lanes<A>, QV = static_cast<int>(lane_queries) / L;
-  constexpr int M = static_cast<int>(lane_queries);
-  simd::vec<A> acc[E][QV];
-#pragma GCC unroll 16
-  for (int e = 0; e < E; ++e)
-#pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) acc[e][v] = simd::splat<A>(0.0f);
-  for (idx j = 0; j < slots; ++j) {
-    simd::vec<A> p[QV];
-#pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) p[v] = simd::load<A>(pt + j * M + v * L);
-    const float* col = values[j] + e0 * ld;
-#pragma GCC unroll 16
-    for (int e = 0; e < E; ++e)
+    for (int n = 0; n < N; ++n)
 #pragma GCC unroll 16
       for (int v = 0; v < QV; ++v)
-        acc[e][v] = simd::fma(p[v], lane_load<A, Sliding>(col + e * ld, run, v), acc[e][v]);
+        acc[n][v] =
+            simd::fma(wv[v], lane_load<A, Sliding>(row + n * row_stride, run, v), acc[n][v]);
   }
 #pragma GCC unroll 16
-  for (int e = 0; e < E; ++e)
+  for (int n = 0; n < N; ++n)
 #pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) simd::store<A>(ot + (e0 + e) * M + v * L, acc[e][v]);
+    for (int v = 0; v < QV; ++v) simd::store<A>(out + n * M + v * L, acc[n][v]);
 }
 
 /// Register blocks: slots per score block (the accumulators plus a query and a key vector fit
@@ -276,15 +255,20 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
         auto window = [&]<bool Sliding>() {
           // Score blocks of lane_block<A> slots of one key row, dispatched once per run.
           in_lane_blocks<lane_block<A>>(run.count, [&]<int J>(idx j) {
-            for (std::size_t i = 0; i < key_rows.size(); ++i)
-              lane_scores<A, Sliding, J>(qt + run.x0, D,
-                                         row_of(b, c.kv_head, key_rows[i]) + run.lo0 + j, ld, run,
-                                         st + (static_cast<idx>(i) * run.count + j) * M);
+            for (std::size_t i = 0; i < key_rows.size(); ++i) {
+              const float* key = row_of(b, c.kv_head, key_rows[i]) + run.lo0 + j;
+              lane_products<A, Sliding, J>(
+                  D, qt + run.x0, ld, [&](idx d) { return key + d * ld; },
+                  std::integral_constant<idx, 1>{}, run,
+                  st + (static_cast<idx>(i) * run.count + j) * M);
+            }
           });
           tile.transform(st, n);
           tile.weigh(st, n);
           in_lane_blocks<lane_value_block<A>>(Dv, [&]<int E>(idx e) {
-            lane_accumulate<A, Sliding, E>(st, n, value_at.data(), ld, e, run, ot);
+            lane_products<A, Sliding, E>(
+                n, st, M, [&](idx j) { return value_at[static_cast<std::size_t>(j)] + e * ld; }, ld,
+                run, ot + e * M);
           });
         };
         if (run.sliding)

@@ -200,12 +200,27 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
                               ld);
   });
 
-  // 2. Every (batch, query head, grid row): its runs, each against its window's slots.
+  // 2. The key rows each grid row's queries see: the product of the leading axes' windows
+  // (the same for every batch and head, so found once).
+  std::vector<std::vector<idx>> key_rows_of(static_cast<std::size_t>(rows));
+  idx slots_max = 0;
+  for (idx r = 0; r < rows; ++r) {
+    const std::array<idx, K> x = grid.coords(r * X);
+    std::vector<idx>& key_rows = key_rows_of[static_cast<std::size_t>(r)];
+    key_rows.assign(1, 0);
+    for (int i = 0; i + 1 < K; ++i) {
+      const grid_axis& ax = grid.axes[static_cast<std::size_t>(i)];
+      const auto xi = static_cast<std::size_t>(x[static_cast<std::size_t>(i)]);
+      std::vector<idx> wider;
+      for (idx base : key_rows)
+        for (idx y = ax.lo[xi]; y <= ax.hi[xi]; ++y) wider.push_back(base * ax.extent + y);
+      key_rows.swap(wider);
+    }
+    slots_max = std::max(slots_max, static_cast<idx>(key_rows.size()) * p.kernel[K - 1]);
+  }
+
+  // 3. Every (batch, query head, grid row): its runs, each against its window's slots.
   const idx items = s.batch * Hq * rows;
-  // Key rows of a query row: the product of the leading axes' windows (at most Π k).
-  idx max_key_rows = 1;
-  for (int i = 0; i + 1 < K; ++i) max_key_rows *= p.kernel[static_cast<std::size_t>(i)];
-  const idx slots_max = max_key_rows * p.kernel[K - 1];
   std::atomic<idx> next{0};
   auto body = [&](int) {
     aligned_floats buffer(static_cast<std::size_t>(D * ld + M * (2 * Dv + slots_max + 1)));
@@ -215,31 +230,12 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
     float* factors = orows + M * Dv;  // [M]
     float* st = factors + M;          // Sᵀ / Pᵀ [slots × M]
     std::vector<const float*> value_at(static_cast<std::size_t>(slots_max));
-    std::vector<idx> key_rows;
     ScoreTile tile(score, a.scale);
     const float q_factor = tile.q_factor();
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const idx r = item % rows, h = item / rows % Hq, b = item / rows / Hq;
       const head_ctx c = context_of(a, b, h);
-      // The key rows every query of grid row r sees: leading coordinates of r, windowed.
-      key_rows.assign(1, 0);
-      {
-        idx rest = r;
-        std::array<idx, K> x{};
-        for (int i = K - 2; i >= 0; --i) {
-          const auto u = static_cast<std::size_t>(i);
-          x[u] = rest % grid.axes[u].extent;
-          rest /= grid.axes[u].extent;
-        }
-        for (int i = 0; i + 1 < K; ++i) {
-          const grid_axis& ax = grid.axes[static_cast<std::size_t>(i)];
-          const auto xi = static_cast<std::size_t>(x[static_cast<std::size_t>(i)]);
-          std::vector<idx> wider;
-          for (idx base : key_rows)
-            for (idx y = ax.lo[xi]; y <= ax.hi[xi]; ++y) wider.push_back(base * ax.extent + y);
-          key_rows.swap(wider);
-        }
-      }
+      const std::vector<idx>& key_rows = key_rows_of[static_cast<std::size_t>(r)];
       // Qᵀ of the whole grid row: a run's lanes are its columns x0 … x0 + 15 (past the run's
       // end: other queries or zeros, computed and never written).
       simd::transpose_scaled<A>(a.q.row(b, r * X, h), a.q.strides[1], X, D, q_factor, qt, ld, ld);

@@ -17,6 +17,12 @@
 // query, and the score tiles of score/*.hpp (online softmax, soft-cap, sinks, sigmoid) run on
 // Sᵀ unchanged. Where windows change length or jump (causal or strided axes), runs are cut.
 //
+// Every load there feeds one FMA, and the window's rows (about 20 KiB each at D = 32) come
+// from L2: the loop is load-bound. So a work item takes two consecutive grid rows, whose
+// windows share all but one key row along the second-to-last axis, and runs both over the
+// union of their key rows (each masking the row it does not see): every key and value vector
+// loaded feeds two FMAs. That made 7×7 to 13×13 1.3–1.5× faster (D = 32, 64).
+//
 // Q, K and V are transposed once per call and grid row ([D][X + padding]): memory the size of K
 // and V, read back k₁·…·k_{K−1} times from cache. Chosen by attention.hpp for undilated grids
 // (dilated ones are split into undilated residue groups first, neighborhood.hpp) when the
@@ -26,9 +32,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -88,11 +96,12 @@ inline std::vector<lane_run> lane_runs(const grid_axis& ax, idx lanes) {
 }
 
 /// Whether the lane loop runs a neighborhood pattern: undilated, with a small window along the
-/// last axis. The grid loop's box wastes less as the window grows, while each key here is one
-/// load per FMA from L2, so the crossover falls with head_dim. Measured at 64×64 tokens, 4
-/// heads (one thread, best of 20, grid time ÷ lane time): D = 32: k = 3 3.2×, 5 2.1×, 7 1.7×,
-/// 9 1.4×, 11 1.3×, 13 1.1×, 15 1.0×; D = 64: 3 1.8×, 5 1.5×, 7 1.3×, 9 1.1×, 11 1.0×, 13 0.9×.
-inline constexpr idx lane_window_budget = 600;  // k_last · max(head_dim, 32)
+/// last axis. The grid loop's box wastes less as the window grows, while each key here is half
+/// a load per FMA from L2 (two query rows per load), so the crossover falls with head_dim.
+/// Measured at 64×64 tokens, 4 heads (one thread, best of 8, two runs, grid time ÷ lane time):
+/// D = 32: k = 3 1.9–2.6×, 7 2.0–2.2×, 13 1.3–1.6×, 21 1.2–1.3×, 31 1.05–1.1×; D = 64: 3 1.3–1.4×,
+/// 7 1.3–1.6×, 13 1.2–1.3×, 21 1.0–1.1×, 31 0.9×; D = 128: 7 1.0–1.1×, 13 0.9–1.0×.
+inline constexpr idx lane_window_budget = 1024;  // k_last · max(head_dim, 32)
 template <class Pattern>
 inline constexpr bool is_neighborhood = false;
 template <int K>
@@ -115,63 +124,141 @@ inline simd::vec<A> lane_load(const float* row, const lane_run& run, int v) {
                                   run.shift.data() + v * L);
 }
 
-/// The one product of the lane loop: for N rows n and each step i,
-///   out[n, :] += w_i ⊙ lane_load(row_at(i) + n·row_stride),   w_i = the 16 lanes at w +
-///   i·w_stride,
-/// from zero, out rows lane_queries floats apart. Both products are this:
+/// Consecutive steps of one product that the same query rows take part in (bit p: row p).
+struct lane_segment {
+  idx steps = 0;
+  unsigned rows = 0;
+};
+
+/// The one product of the lane loop, for P query rows at once: for N rows n and each step i,
+///   out_p[n, :] = Σ_i w_p,i ⊙ lane_load(row_at(i) + n·row_stride),   w_p,i = the 16 lanes at
+///   w_p + i·w_stride,
+/// out rows lane_queries floats apart, with query row p taking part only in the segments whose
+/// `rows` name it (the steps of a key row it does not see: not even 0·v, which is NaN for an
+/// infinite v). Each loaded vector serves the taking rows' FMAs: with P = 2 one load per two
+/// FMAs instead of one, the loop's limit. Both products are this:
 ///   scores      Sᵀ[j, :] = Σ_d Qᵀ[d, :] ⊙ key_j(d)   steps d, rows = slots of one key row
 ///                (row_stride 1: slot j is the next column)
 ///   accumulate  Oᵀ[e, :] = Σ_j Pᵀ[j, :] ⊙ value_j(e)  steps j, rows = output rows e (stride ld)
 /// — the whole window is one block of slots, so there is no earlier accumulator to rescale.
 /// Stride: std::integral_constant for a compile-time stride (its offsets fold into the loads).
-template <class A, bool Sliding, int N, class RowAt, class Stride>
-inline void lane_products(idx steps, const float* w, idx w_stride, RowAt row_at, Stride row_stride,
-                          const lane_run& run, float* out) {
+template <class A, bool Sliding, int N, int P, class RowAt, class Stride>
+inline void lane_products(std::span<const lane_segment> segments, std::array<const float*, P> w,
+                          idx w_stride, RowAt row_at, Stride row_stride, const lane_run& run,
+                          std::array<float*, P> out) {
   constexpr int L = simd::lanes<A>, QV = static_cast<int>(lane_queries) / L;
   constexpr int M = static_cast<int>(lane_queries);
-  simd::vec<A> acc[N][QV];
+  simd::vec<A> acc[P][N][QV];
 #pragma GCC unroll 16
-  for (int n = 0; n < N; ++n)
-#pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) acc[n][v] = simd::splat<A>(0.0f);
-  for (idx i = 0; i < steps; ++i) {
-    simd::vec<A> wv[QV];
-#pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) wv[v] = simd::load<A>(w + i * w_stride + v * L);
-    const float* row = row_at(i);
+  for (int p = 0; p < P; ++p)
 #pragma GCC unroll 16
     for (int n = 0; n < N; ++n)
 #pragma GCC unroll 16
-      for (int v = 0; v < QV; ++v)
-        acc[n][v] =
-            simd::fma(wv[v], lane_load<A, Sliding>(row + n * row_stride, run, v), acc[n][v]);
+      for (int v = 0; v < QV; ++v) acc[p][n][v] = simd::splat<A>(0.0f);
+  // Steps [i0, i1) for the rows of the bit mask Rows (a template argument: each loop holds
+  // only its own FMAs).
+  auto steps = [&]<unsigned Rows>(idx i0, idx i1) {
+    for (idx i = i0; i < i1; ++i) {
+      simd::vec<A> wv[P][QV];
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p)
+        if (Rows >> p & 1u)
+#pragma GCC unroll 16
+          for (int v = 0; v < QV; ++v) wv[p][v] = simd::load<A>(w[p] + i * w_stride + v * L);
+      const float* row = row_at(i);
+#pragma GCC unroll 16
+      for (int n = 0; n < N; ++n)
+#pragma GCC unroll 16
+        for (int v = 0; v < QV; ++v) {
+          // GCC would fold the load into each FMA (a load per FMA again): one value, in a
+          // register, when it serves several rows.
+          simd::vec<A> x = lane_load<A, Sliding>(row + n * row_stride, run, v);
+          if constexpr (std::popcount(Rows) > 1) x = simd::in_register<A>(x);
+#pragma GCC unroll 16
+          for (int p = 0; p < P; ++p)
+            if (Rows >> p & 1u) acc[p][n][v] = simd::fma(wv[p][v], x, acc[p][n][v]);
+        }
+    }
+  };
+  idx i = 0;
+  for (const lane_segment& seg : segments) {
+    [&]<unsigned... R>(std::integer_sequence<unsigned, R...>) {
+      ((seg.rows == R + 1 ? (steps.template operator()<R + 1>(i, i + seg.steps), 0) : 0), ...);
+    }
+    (std::make_integer_sequence<unsigned, (1u << P) - 1>{});
+    i += seg.steps;
   }
 #pragma GCC unroll 16
-  for (int n = 0; n < N; ++n)
+  for (int p = 0; p < P; ++p)
 #pragma GCC unroll 16
-    for (int v = 0; v < QV; ++v) simd::store<A>(out + n * M + v * L, acc[n][v]);
+    for (int n = 0; n < N; ++n)
+#pragma GCC unroll 16
+      for (int v = 0; v < QV; ++v) simd::store<A>(out[p] + n * M + v * L, acc[p][n][v]);
 }
 
-/// Register blocks: slots per score block (the accumulators plus a query and a key vector fit
-/// the register file: 32 zmm, 16 ymm/xmm; unroll 16 keeps them there) and output rows per
-/// accumulate block (fewer: each row's value address is one more live pointer).
-template <class A>
-inline constexpr int lane_block = std::max(1,
-                                           (simd::lanes<A> == 16 ? 16 : 12) /
-                                               (static_cast<int>(lane_queries) / simd::lanes<A>));
-template <class A>
-inline constexpr int lane_value_block = std::max(1, lane_block<A> / 2);
+/// Register blocks of P query rows: rows per score block (P·rows·QV accumulators, P·QV weights
+/// and a loaded vector fit the register file: 32 zmm, 16 ymm/xmm; unroll 16 keeps them there)
+/// and output rows per accumulate block (a power of two, at most 8: each row's value address
+/// is one more live offset).
+template <class A, int P>
+inline constexpr int lane_block = std::max(
+    1,
+    ((simd::lanes<A> == 16 ? 32 : 16) - P * static_cast<int>(lane_queries) / simd::lanes<A> - 1) /
+        (P * static_cast<int>(lane_queries) / simd::lanes<A>));
+template <class A, int P>
+inline constexpr int lane_value_block = lane_block<A, P> >= 8   ? 8
+                                        : lane_block<A, P> >= 4 ? 4
+                                        : lane_block<A, P> >= 2 ? 2
+                                                                : 1;
 
-/// Runs [0, n) through f.template operator()<J>(first) in blocks of Block, the remainder as
-/// one smaller block.
+/// Runs [0, n) through f.template operator()<J>(first) in the fewest blocks of at most Block,
+/// of near-equal sizes (a 15 as 8 + 7, not 14 + 1: a block of one loads as much per FMA as P
+/// weight vectors).
 template <int Block, class F>
 inline void in_lane_blocks(idx n, F&& f) {
-  constexpr int J = Block;
-  idx j = 0;
-  for (; j + J <= n; j += J) f.template operator()<J>(j);
-  if (j < n)
-    simd::detail::with_rows<J>(static_cast<int>(n - j),
-                               [&]<int R>() { f.template operator()<R>(j); });
+  const idx blocks = (n + Block - 1) / Block;
+  for (idx b = 0, j = 0; b < blocks; ++b) {
+    const idx size = n / blocks + (b < n % blocks ? 1 : 0);
+    if (size == Block)
+      f.template operator()<Block>(j);
+    else
+      simd::detail::with_rows<Block>(static_cast<int>(size),
+                                     [&]<int R>() { f.template operator()<R>(j); });
+    j += size;
+  }
+}
+
+/// Query grid rows per work item: consecutive rows' windows share all but one of their key rows
+/// along the second-to-last axis, and lane_products serves both from one load of each.
+inline constexpr idx lane_rows = 2;
+
+/// The key rows of a work item's query rows: their union, ascending, and which query rows see
+/// each (bit q). Every query row runs over the whole union, the key rows it does not see masked
+/// (−inf logits, weight 0): for a k-row window 1/k more FMAs, and no cut of the products into
+/// pieces seen by different rows (which cost more, in reloaded accumulators, for small k).
+struct item_keys {
+  std::vector<idx> rows;
+  std::vector<unsigned> seen_by;
+  std::vector<lane_segment> segments;  ///< runs of key rows with one seen_by (steps: key rows)
+};
+
+/// The union of the ascending key-row lists lists[0 … count).
+inline item_keys merge_key_rows(const std::vector<idx>* lists, idx count) {
+  item_keys out;
+  for (idx q = 0; q < count; ++q) out.rows.insert(out.rows.end(), lists[q].begin(), lists[q].end());
+  std::sort(out.rows.begin(), out.rows.end());
+  out.rows.erase(std::unique(out.rows.begin(), out.rows.end()), out.rows.end());
+  out.seen_by.assign(out.rows.size(), 0u);
+  for (idx q = 0; q < count; ++q)
+    for (idx r : lists[q]) {
+      const auto at = std::lower_bound(out.rows.begin(), out.rows.end(), r) - out.rows.begin();
+      out.seen_by[static_cast<std::size_t>(at)] |= 1u << q;
+    }
+  for (unsigned seen : out.seen_by) {
+    if (out.segments.empty() || out.segments.back().rows != seen) out.segments.push_back({0, seen});
+    ++out.segments.back().steps;
+  }
+  return out;
 }
 
 template <class A, class ScoreTile, class Score, int K>
@@ -201,9 +288,8 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
   });
 
   // 2. The key rows each grid row's queries see: the product of the leading axes' windows
-  // (the same for every batch and head, so found once).
+  // (the same for every batch and head, so found once), and per pair of grid rows their union.
   std::vector<std::vector<idx>> key_rows_of(static_cast<std::size_t>(rows));
-  idx slots_max = 0;
   for (idx r = 0; r < rows; ++r) {
     const std::array<idx, K> x = grid.coords(r * X);
     std::vector<idx>& key_rows = key_rows_of[static_cast<std::size_t>(r)];
@@ -216,55 +302,106 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
         for (idx y = ax.lo[xi]; y <= ax.hi[xi]; ++y) wider.push_back(base * ax.extent + y);
       key_rows.swap(wider);
     }
-    slots_max = std::max(slots_max, static_cast<idx>(key_rows.size()) * p.kernel[K - 1]);
+  }
+  const idx row_groups = (rows + lane_rows - 1) / lane_rows;
+  std::vector<item_keys> keys_of(static_cast<std::size_t>(row_groups));
+  idx union_max = 0;
+  for (idx gr = 0; gr < row_groups; ++gr) {
+    const idx r0 = gr * lane_rows;
+    keys_of[static_cast<std::size_t>(gr)] =
+        merge_key_rows(&key_rows_of[static_cast<std::size_t>(r0)], std::min(lane_rows, rows - r0));
+    union_max =
+        std::max(union_max, static_cast<idx>(keys_of[static_cast<std::size_t>(gr)].rows.size()));
   }
 
-  // 3. Every (batch, query head, grid row): its runs, each against its window's slots.
-  const idx items = s.batch * Hq * rows;
+  // 3. Every (batch, query head, pair of grid rows): its runs, each against the union of the
+  // pair's windows (a lone last row: alone).
+  const idx items = s.batch * Hq * row_groups;
+  const idx count_max = p.kernel[K - 1];
+  const idx q_floats = D * ld, o_floats = Dv * M, s_floats = union_max * count_max * M;
   std::atomic<idx> next{0};
   auto body = [&](int) {
-    aligned_floats buffer(static_cast<std::size_t>(D * ld + M * (2 * Dv + slots_max + 1)));
-    float* qt = buffer.get();         // Qᵀ [D × ld] of the grid row, scaled
-    float* ot = qt + D * ld;          // Oᵀ [Dv × M]
-    float* orows = ot + Dv * M;       // O [M × Dv]
-    float* factors = orows + M * Dv;  // [M]
-    float* st = factors + M;          // Sᵀ / Pᵀ [slots × M]
-    std::vector<const float*> value_at(static_cast<std::size_t>(slots_max));
-    ScoreTile tile(score, a.scale);
-    const float q_factor = tile.q_factor();
-    for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      const idx r = item % rows, h = item / rows % Hq, b = item / rows / Hq;
+    aligned_floats buffer(
+        static_cast<std::size_t>(lane_rows * (q_floats + o_floats + s_floats) + M * (Dv + 1)));
+    float* qt = buffer.get();                    // per row: Qᵀ [D × ld] of the grid row, scaled
+    float* ot = qt + lane_rows * q_floats;       // per row: Oᵀ [Dv × M]
+    float* st = ot + lane_rows * o_floats;       // per row: Sᵀ / Pᵀ [union slots × M]
+    float* factors = st + lane_rows * s_floats;  // [M]
+    float* orows = factors + M;                  // O [M × Dv]
+    std::vector<const float*> value_at(static_cast<std::size_t>(union_max * count_max));
+    std::vector<lane_segment> value_segments;
+    std::array<ScoreTile, lane_rows> tiles{ScoreTile(score, a.scale), ScoreTile(score, a.scale)};
+    const float q_factor = tiles[0].q_factor();
+
+    // The runs of P query rows r0 … r0 + P − 1 of head h.
+    auto rows_of_item = [&]<int P>(idx b, idx h, idx r0, const item_keys& keys) {
       const head_ctx c = context_of(a, b, h);
-      const std::vector<idx>& key_rows = key_rows_of[static_cast<std::size_t>(r)];
-      // Qᵀ of the whole grid row: a run's lanes are its columns x0 … x0 + 15 (past the run's
-      // end: other queries or zeros, computed and never written).
-      simd::transpose_scaled<A>(a.q.row(b, r * X, h), a.q.strides[1], X, D, q_factor, qt, ld, ld);
+      const idx key_rows = static_cast<idx>(keys.rows.size());
+      std::array<const float*, P> q_of{};
+      std::array<float*, P> s_of{}, o_of{};
+      for (int q = 0; q < P; ++q) {
+        const auto u = static_cast<std::size_t>(q);
+        q_of[u] = qt + q * q_floats;
+        s_of[u] = st + q * s_floats;
+        o_of[u] = ot + q * o_floats;
+        // Qᵀ of the whole grid row: a run's lanes are its columns x0 … x0 + 15 (past the
+        // run's end: other queries or zeros, computed and never written).
+        simd::transpose_scaled<A>(a.q.row(b, (r0 + q) * X, h), a.q.strides[1], X, D, q_factor,
+                                  qt + q * q_floats, ld, ld);
+      }
       for (const lane_run& run : runs) {
-        const idx t0 = r * X + run.x0;
-        tile.begin_rows(c, 0, static_cast<int>(M));
-        idx n = 0;
-        for (idx kr : key_rows) {
-          const float* kt = row_of(b, c.kv_head, kr);
-          for (idx t = 0; t < run.count; ++t, ++n)
-            value_at[static_cast<std::size_t>(n)] = kt + D * ld + run.lo0 + t;
+        const idx count = run.count, slots = key_rows * count;
+        for (idx i = 0, n = 0; i < key_rows; ++i) {
+          const float* vt = row_of(b, c.kv_head, keys.rows[static_cast<std::size_t>(i)]) + D * ld;
+          for (idx t = 0; t < count; ++t, ++n)
+            value_at[static_cast<std::size_t>(n)] = vt + run.lo0 + t;
         }
+        // Scores: every row (the unseen key rows' logits are masked below); values: each
+        // key row's slots for the rows that see it.
+        const std::array<lane_segment, 1> every_row{{{D, (1u << P) - 1}}};
+        value_segments.clear();
+        for (const lane_segment& seg : keys.segments)
+          value_segments.push_back({seg.steps * count, seg.rows});
         auto window = [&]<bool Sliding>() {
-          // Score blocks of lane_block<A> slots of one key row, dispatched once per run.
-          in_lane_blocks<lane_block<A>>(run.count, [&]<int J>(idx j) {
-            for (std::size_t i = 0; i < key_rows.size(); ++i) {
-              const float* key = row_of(b, c.kv_head, key_rows[i]) + run.lo0 + j;
-              lane_products<A, Sliding, J>(
-                  D, qt + run.x0, ld, [&](idx d) { return key + d * ld; },
-                  std::integral_constant<idx, 1>{}, run,
-                  st + (static_cast<idx>(i) * run.count + j) * M);
+          // Sᵀ: score blocks of the slots of one key row, every query row at once.
+          in_lane_blocks<lane_block<A, P>>(count, [&]<int J>(idx j) {
+            for (idx i = 0; i < key_rows; ++i) {
+              const float* key =
+                  row_of(b, c.kv_head, keys.rows[static_cast<std::size_t>(i)]) + run.lo0 + j;
+              std::array<const float*, P> w{};
+              std::array<float*, P> out{};
+              for (std::size_t u = 0; u < static_cast<std::size_t>(P); ++u) {
+                w[u] = q_of[u] + run.x0;
+                out[u] = s_of[u] + (i * count + j) * M;
+              }
+              lane_products<A, Sliding, J, P>(
+                  every_row, w, ld, [&](idx d) { return key + d * ld; },
+                  std::integral_constant<idx, 1>{}, run, out);
             }
           });
-          tile.transform(st, n);
-          tile.weigh(st, n);
-          in_lane_blocks<lane_value_block<A>>(Dv, [&]<int E>(idx e) {
-            lane_products<A, Sliding, E>(
-                n, st, M, [&](idx j) { return value_at[static_cast<std::size_t>(j)] + e * ld; }, ld,
-                run, ot + e * M);
+          for (int q = 0; q < P; ++q) {
+            const auto u = static_cast<std::size_t>(q);
+            ScoreTile& tile = tiles[u];
+            tile.begin_rows(c, 0, static_cast<int>(M));
+            tile.transform(s_of[u], slots);
+            for (idx i = 0; i < key_rows; ++i)
+              if (!(keys.seen_by[static_cast<std::size_t>(i)] >> q & 1u))
+                std::fill_n(s_of[u] + i * count * M, count * M,
+                            -std::numeric_limits<float>::infinity());
+            tile.weigh(s_of[u], slots);
+          }
+          // Oᵀ: blocks of output rows over every slot, every query row at once.
+          in_lane_blocks<lane_value_block<A, P>>(Dv, [&]<int E>(idx e) {
+            std::array<const float*, P> w{};
+            std::array<float*, P> out{};
+            for (std::size_t u = 0; u < static_cast<std::size_t>(P); ++u) {
+              w[u] = s_of[u];
+              out[u] = o_of[u] + e * M;
+            }
+            lane_products<A, Sliding, E, P>(
+                value_segments, w, M,
+                [&](idx j) { return value_at[static_cast<std::size_t>(j)] + e * ld; }, ld, run,
+                out);
           });
         };
         if (run.sliding)
@@ -272,15 +409,29 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
         else
           window.template operator()<false>();
         // Oᵀ back to rows, each lane times its output factor.
-        for (idx l = 0; l < M; ++l) factors[l] = tile.output_factor(static_cast<int>(l));
-        simd::transpose_scaled<A>(ot, M, Dv, M, factors, orows, Dv, Dv);
-        for (idx l = 0; l < run.n; ++l) {
-          const int lane = static_cast<int>(l);
-          std::copy_n(orows + l * Dv, Dv, a.out.row(b, t0 + l, h));
-          if constexpr (Score::has_lse)
-            if (a.lse) a.lse[(b * Hq + h) * s.seq_q + t0 + l] = tile.lse(lane);
+        for (int q = 0; q < P; ++q) {
+          const ScoreTile& tile = tiles[static_cast<std::size_t>(q)];
+          const idx t0 = (r0 + q) * X + run.x0;
+          for (idx l = 0; l < M; ++l) factors[l] = tile.output_factor(static_cast<int>(l));
+          simd::transpose_scaled<A>(o_of[static_cast<std::size_t>(q)], M, Dv, M, factors, orows, Dv,
+                                    Dv);
+          for (idx l = 0; l < run.n; ++l) {
+            std::copy_n(orows + l * Dv, Dv, a.out.row(b, t0 + l, h));
+            if constexpr (Score::has_lse)
+              if (a.lse) a.lse[(b * Hq + h) * s.seq_q + t0 + l] = tile.lse(static_cast<int>(l));
+          }
         }
       }
+    };
+
+    for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const idx gr = item % row_groups, h = item / row_groups % Hq, b = item / row_groups / Hq;
+      const idx r0 = gr * lane_rows;
+      const item_keys& keys = keys_of[static_cast<std::size_t>(gr)];
+      if (rows - r0 >= lane_rows)
+        rows_of_item.template operator()<static_cast<int>(lane_rows)>(b, h, r0, keys);
+      else
+        rows_of_item.template operator()<1>(b, h, r0, keys);
     }
   };
   a.executor.parallel(static_cast<int>(std::min<idx>(a.workers, items)), body);

@@ -72,6 +72,20 @@ inline vec<A> load_permuted(const float* p, const std::int32_t* offsets) {
   }
 }
 
+/// x, held in a register: GCC folds a load into every FMA that uses it as a memory operand,
+/// which costs a load per FMA where the point of reusing x was one load for several FMAs
+/// (kernel/neighborhood_lanes.hpp). An empty asm that "modifies" x makes it one value.
+template <class A>
+inline vec<A> in_register(vec<A> x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  if constexpr (std::is_same_v<A, scalar>)
+    asm("" : "+x"(x));
+  else
+    asm("" : "+v"(x.data));
+#endif
+  return x;
+}
+
 // ---- arithmetic (scalar overloads beside xsimd's) -------------------------------------------
 
 /// a·b + c, fused where the arch has FMA.

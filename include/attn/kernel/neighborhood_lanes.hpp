@@ -356,9 +356,8 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
           for (idx t = 0; t < count; ++t, ++n)
             value_at[static_cast<std::size_t>(n)] = vt + run.lo0 + t;
         }
-        // Scores: every row (the unseen key rows' logits are masked below); values: each
-        // key row's slots for the rows that see it.
-        const std::array<lane_segment, 1> every_row{{{D, (1u << P) - 1}}};
+        // Each key row's scores and values for the rows that see it (in the others' score
+        // tiles its slots are masked below).
         value_segments.clear();
         for (const lane_segment& seg : keys.segments)
           value_segments.push_back({seg.steps * count, seg.rows});
@@ -374,8 +373,10 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
                 w[u] = q_of[u] + run.x0;
                 out[u] = s_of[u] + (i * count + j) * M;
               }
+              const std::array<lane_segment, 1> seen{
+                  {{D, keys.seen_by[static_cast<std::size_t>(i)]}}};
               lane_products<A, Sliding, J, P>(
-                  every_row, w, ld, [&](idx d) { return key + d * ld; },
+                  seen, w, ld, [&](idx d) { return key + d * ld; },
                   std::integral_constant<idx, 1>{}, run, out);
             }
           });

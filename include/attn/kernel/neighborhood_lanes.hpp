@@ -124,11 +124,50 @@ inline simd::vec<A> lane_load(const float* row, const lane_run& run, int v) {
                                   run.shift.data() + v * L);
 }
 
+/// Row addresses of the score product: step d reads Kᵀ row d.
+struct key_rows_at {
+  const float* key;
+  idx ld;
+  const float* operator()(idx d) const { return key + d * ld; }
+};
+/// Of the value product: step j reads slot j's value column, from Vᵀ row `offset / ld`.
+struct value_rows_at {
+  const float* const* at;
+  idx offset;
+  const float* operator()(idx j) const { return at[j] + offset; }
+};
+
+// One copy of each product per arch and block shape, shared by every score type and grid rank:
+// inlined into each, its loops were compiled once per caller (4× the compile time).
+#if defined(__GNUC__)
+#define ATTN_LANE_PRODUCTS_NOINLINE __attribute__((noinline))
+#else
+#define ATTN_LANE_PRODUCTS_NOINLINE
+#endif
+
 /// Consecutive steps of one product that the same query rows take part in (bit p: row p).
 struct lane_segment {
   idx steps = 0;
   unsigned rows = 0;
 };
+
+/// Whether the bits of `rows` are one run of ones.
+constexpr bool contiguous_rows(unsigned rows) {
+  const unsigned low = rows >> std::countr_zero(rows);
+  return rows != 0 && (low & (low + 1)) == 0;
+}
+
+/// steps.template operator()<Rows>(i0, i1) when Rows is contiguous, else once per row of it.
+template <unsigned Rows, int P, class Steps>
+inline void steps_of_rows(Steps& steps, idx i0, idx i1) {
+  if constexpr (contiguous_rows(Rows))
+    steps.template operator()<Rows>(i0, i1);
+  else
+    [&]<int... Q>(std::integer_sequence<int, Q...>) {
+      ((Rows >> Q & 1u ? (steps.template operator()<1u << Q>(i0, i1), 0) : 0), ...);
+    }
+  (std::make_integer_sequence<int, P>{});
+}
 
 /// The one product of the lane loop, for P query rows at once: for N rows n and each step i,
 ///   out_p[n, :] = Σ_i w_p,i ⊙ lane_load(row_at(i) + n·row_stride),   w_p,i = the 16 lanes at
@@ -143,9 +182,10 @@ struct lane_segment {
 /// — the whole window is one block of slots, so there is no earlier accumulator to rescale.
 /// Stride: std::integral_constant for a compile-time stride (its offsets fold into the loads).
 template <class A, bool Sliding, int N, int P, class RowAt, class Stride>
-inline void lane_products(std::span<const lane_segment> segments, std::array<const float*, P> w,
-                          idx w_stride, RowAt row_at, Stride row_stride, const lane_run& run,
-                          std::array<float*, P> out) {
+ATTN_LANE_PRODUCTS_NOINLINE void lane_products(std::span<const lane_segment> segments,
+                                               std::array<const float*, P> w, idx w_stride,
+                                               RowAt row_at, Stride row_stride, const lane_run& run,
+                                               std::array<float*, P> out) {
   constexpr int L = simd::lanes<A>, QV = static_cast<int>(lane_queries) / L;
   constexpr int M = static_cast<int>(lane_queries);
   simd::vec<A> acc[P][N][QV];
@@ -164,7 +204,10 @@ inline void lane_products(std::span<const lane_segment> segments, std::array<con
       for (int p = 0; p < P; ++p)
         if (Rows >> p & 1u)
 #pragma GCC unroll 16
-          for (int v = 0; v < QV; ++v) wv[p][v] = simd::load<A>(w[p] + i * w_stride + v * L);
+          for (int v = 0; v < QV; ++v) {
+            wv[p][v] = simd::load<A>(w[p] + i * w_stride + v * L);
+            if constexpr (N > 1) wv[p][v] = simd::in_register<A>(wv[p][v]);
+          }
       const float* row = row_at(i);
 #pragma GCC unroll 16
       for (int n = 0; n < N; ++n)
@@ -180,10 +223,12 @@ inline void lane_products(std::span<const lane_segment> segments, std::array<con
         }
     }
   };
+  // A segment's rows are a contiguous range of the item's (windows move monotonically with the
+  // query row), one loop each; any other set, which no grid produces, row by row.
   idx i = 0;
   for (const lane_segment& seg : segments) {
     [&]<unsigned... R>(std::integer_sequence<unsigned, R...>) {
-      ((seg.rows == R + 1 ? (steps.template operator()<R + 1>(i, i + seg.steps), 0) : 0), ...);
+      ((seg.rows == R + 1 ? (steps_of_rows<R + 1, P>(steps, i, i + seg.steps), 0) : 0), ...);
     }
     (std::make_integer_sequence<unsigned, (1u << P) - 1>{});
     i += seg.steps;
@@ -230,7 +275,7 @@ inline void in_lane_blocks(idx n, F&& f) {
 
 /// Query grid rows per work item: consecutive rows' windows share all but one of their key rows
 /// along the second-to-last axis, and lane_products serves both from one load of each.
-inline constexpr idx lane_rows = 2;
+inline constexpr idx lane_rows = 4;
 
 /// The key rows of a work item's query rows: their union, ascending, and which query rows see
 /// each (bit q). Every query row runs over the whole union, the key rows it does not see masked
@@ -303,19 +348,23 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
       key_rows.swap(wider);
     }
   }
-  const idx row_groups = (rows + lane_rows - 1) / lane_rows;
+  // Work items: groups of lane_rows consecutive grid rows, then the rows left over one by one
+  // (one instantiation fewer per group size).
+  const idx full_groups = rows / lane_rows, row_groups = full_groups + rows % lane_rows;
+  auto first_row = [&](idx gr) {
+    return gr < full_groups ? gr * lane_rows : full_groups * lane_rows + gr - full_groups;
+  };
   std::vector<item_keys> keys_of(static_cast<std::size_t>(row_groups));
   idx union_max = 0;
   for (idx gr = 0; gr < row_groups; ++gr) {
-    const idx r0 = gr * lane_rows;
-    keys_of[static_cast<std::size_t>(gr)] =
-        merge_key_rows(&key_rows_of[static_cast<std::size_t>(r0)], std::min(lane_rows, rows - r0));
-    union_max =
-        std::max(union_max, static_cast<idx>(keys_of[static_cast<std::size_t>(gr)].rows.size()));
+    item_keys& keys = keys_of[static_cast<std::size_t>(gr)];
+    keys = merge_key_rows(&key_rows_of[static_cast<std::size_t>(first_row(gr))],
+                          gr < full_groups ? lane_rows : 1);
+    union_max = std::max(union_max, static_cast<idx>(keys.rows.size()));
   }
 
-  // 3. Every (batch, query head, pair of grid rows): its runs, each against the union of the
-  // pair's windows (a lone last row: alone).
+  // 3. Every (batch, query head, group of grid rows): its runs, each against the union of the
+  // group's windows.
   const idx items = s.batch * Hq * row_groups;
   const idx count_max = p.kernel[K - 1];
   const idx q_floats = D * ld, o_floats = Dv * M, s_floats = union_max * count_max * M;
@@ -330,7 +379,10 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
     float* orows = factors + M;                  // O [M × Dv]
     std::vector<const float*> value_at(static_cast<std::size_t>(union_max * count_max));
     std::vector<lane_segment> value_segments;
-    std::array<ScoreTile, lane_rows> tiles{ScoreTile(score, a.scale), ScoreTile(score, a.scale)};
+    auto tiles = [&]<std::size_t... Q>(std::index_sequence<Q...>) {
+      return std::array<ScoreTile, lane_rows>{((void)Q, ScoreTile(score, a.scale))...};
+    }
+    (std::make_index_sequence<lane_rows>{});
     const float q_factor = tiles[0].q_factor();
 
     // The runs of P query rows r0 … r0 + P − 1 of head h.
@@ -375,9 +427,8 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
               }
               const std::array<lane_segment, 1> seen{
                   {{D, keys.seen_by[static_cast<std::size_t>(i)]}}};
-              lane_products<A, Sliding, J, P>(
-                  seen, w, ld, [&](idx d) { return key + d * ld; },
-                  std::integral_constant<idx, 1>{}, run, out);
+              lane_products<A, Sliding, J, P>(seen, w, ld, key_rows_at{key, ld},
+                                              std::integral_constant<idx, 1>{}, run, out);
             }
           });
           for (int q = 0; q < P; ++q) {
@@ -399,10 +450,8 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
               w[u] = s_of[u];
               out[u] = o_of[u] + e * M;
             }
-            lane_products<A, Sliding, E, P>(
-                value_segments, w, M,
-                [&](idx j) { return value_at[static_cast<std::size_t>(j)] + e * ld; }, ld, run,
-                out);
+            lane_products<A, Sliding, E, P>(value_segments, w, M,
+                                            value_rows_at{value_at.data(), e * ld}, ld, run, out);
           });
         };
         if (run.sliding)
@@ -427,15 +476,16 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const idx gr = item % row_groups, h = item / row_groups % Hq, b = item / row_groups / Hq;
-      const idx r0 = gr * lane_rows;
       const item_keys& keys = keys_of[static_cast<std::size_t>(gr)];
-      if (rows - r0 >= lane_rows)
-        rows_of_item.template operator()<static_cast<int>(lane_rows)>(b, h, r0, keys);
+      if (gr < full_groups)
+        rows_of_item.template operator()<static_cast<int>(lane_rows)>(b, h, first_row(gr), keys);
       else
-        rows_of_item.template operator()<1>(b, h, r0, keys);
+        rows_of_item.template operator()<1>(b, h, first_row(gr), keys);
     }
   };
   a.executor.parallel(static_cast<int>(std::min<idx>(a.workers, items)), body);
 }
 
 }  // namespace attn::detail
+
+#undef ATTN_LANE_PRODUCTS_NOINLINE

@@ -18,10 +18,11 @@
 // Sᵀ unchanged. Where windows change length or jump (causal or strided axes), runs are cut.
 //
 // Every load there feeds one FMA, and the window's rows (about 20 KiB each at D = 32) come
-// from L2: the loop is load-bound. So a work item takes two consecutive grid rows, whose
-// windows share all but one key row along the second-to-last axis, and runs both over the
-// union of their key rows (each masking the row it does not see): every key and value vector
-// loaded feeds two FMAs. That made 7×7 to 13×13 1.3–1.5× faster (D = 32, 64).
+// from L2: the loop is load-bound. So a work item takes four consecutive grid rows, whose
+// windows along the second-to-last axis share k − 3 of their k + 3 key rows, and runs them
+// over the union of their key rows, each key row's products for the query rows that see it
+// (the others mask its slots): a key or value vector loaded feeds up to four FMAs. Two rows
+// per item made 7×7 to 13×13 1.3–1.5× faster (D = 32, 64), four another 1.07–1.16×.
 //
 // Q, K and V are transposed once per call and grid row ([D][X + padding]): memory the size of K
 // and V, read back k₁·…·k_{K−1} times from cache. Chosen by attention.hpp for undilated grids
@@ -96,11 +97,12 @@ inline std::vector<lane_run> lane_runs(const grid_axis& ax, idx lanes) {
 }
 
 /// Whether the lane loop runs a neighborhood pattern: undilated, with a small window along the
-/// last axis. The grid loop's box wastes less as the window grows, while each key here is half
-/// a load per FMA from L2 (two query rows per load), so the crossover falls with head_dim.
-/// Measured at 64×64 tokens, 4 heads (one thread, best of 8, two runs, grid time ÷ lane time):
-/// D = 32: k = 3 1.9–2.6×, 7 2.0–2.2×, 13 1.3–1.6×, 21 1.2–1.3×, 31 1.05–1.1×; D = 64: 3 1.3–1.4×,
-/// 7 1.3–1.6×, 13 1.2–1.3×, 21 1.0–1.1×, 31 0.9×; D = 128: 7 1.0–1.1×, 13 0.9–1.0×.
+/// last axis. The grid loop's box wastes less as the window grows, while each key here comes
+/// from L2 (shared by up to four query rows), so the crossover falls with head_dim. Measured at
+/// 64×64 tokens, 4 heads (one thread, min of 3–4 interleaved runs, grid time ÷ lane time):
+/// D = 32: k = 31 1.05×, 45 1.04×; D = 64: 13 1.06×, 21 1.11×, 31 1.0×; D = 96: 7 1.18×,
+/// 11 1.18×; D = 128: 3 0.95×, 5 1.09×, 7 1.03×, 13 0.90×. Smaller windows gain more (two rows
+/// per item: D = 32, k = 7 2.0–2.2×, 13 1.3–1.6×).
 inline constexpr idx lane_window_budget = 1024;  // k_last · max(head_dim, 32)
 template <class Pattern>
 inline constexpr bool is_neighborhood = false;

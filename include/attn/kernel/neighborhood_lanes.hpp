@@ -287,6 +287,7 @@ struct item_keys {
   std::vector<idx> rows;
   std::vector<unsigned> seen_by;
   std::vector<lane_segment> segments;  ///< runs of key rows with one seen_by (steps: key rows)
+  std::array<idx, lane_rows> first_seen{}, last_seen{};  ///< per query row, union positions
 };
 
 /// The union of the ascending key-row lists lists[0 … count).
@@ -301,6 +302,14 @@ inline item_keys merge_key_rows(const std::vector<idx>* lists, idx count) {
       const auto at = std::lower_bound(out.rows.begin(), out.rows.end(), r) - out.rows.begin();
       out.seen_by[static_cast<std::size_t>(at)] |= 1u << q;
     }
+  for (idx q = 0; q < count; ++q) {
+    const auto u = static_cast<std::size_t>(q);
+    const auto at = [&](idx r) {
+      return std::lower_bound(out.rows.begin(), out.rows.end(), r) - out.rows.begin();
+    };
+    out.first_seen[u] = at(lists[q].front());
+    out.last_seen[u] = at(lists[q].back());
+  }
   for (unsigned seen : out.seen_by) {
     if (out.segments.empty() || out.segments.back().rows != seen) out.segments.push_back({0, seen});
     ++out.segments.back().steps;
@@ -404,7 +413,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
                                   qt + q * q_floats, ld, ld);
       }
       for (const lane_run& run : runs) {
-        const idx count = run.count, slots = key_rows * count;
+        const idx count = run.count;
         for (idx i = 0, n = 0; i < key_rows; ++i) {
           const float* vt = row_of(b, c.kv_head, keys.rows[static_cast<std::size_t>(i)]) + D * ld;
           for (idx t = 0; t < count; ++t, ++n)
@@ -436,13 +445,17 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
           for (int q = 0; q < P; ++q) {
             const auto u = static_cast<std::size_t>(q);
             ScoreTile& tile = tiles[u];
+            // Only the span of key rows the row sees (all of it, on a 2D grid; the values
+            // never read the slots outside it).
+            const idx first = keys.first_seen[u], span = (keys.last_seen[u] - first + 1) * count;
+            float* row_scores = s_of[u] + first * count * M;
             tile.begin_rows(c, 0, static_cast<int>(M));
-            tile.transform(s_of[u], slots);
-            for (idx i = 0; i < key_rows; ++i)
+            tile.transform(row_scores, span);
+            for (idx i = first; i <= keys.last_seen[u]; ++i)
               if (!(keys.seen_by[static_cast<std::size_t>(i)] >> q & 1u))
                 std::fill_n(s_of[u] + i * count * M, count * M,
                             -std::numeric_limits<float>::infinity());
-            tile.weigh(s_of[u], slots);
+            tile.weigh(row_scores, span);
           }
           // Oᵀ: blocks of output rows over every slot, every query row at once.
           in_lane_blocks<lane_value_block<A, P>>(Dv, [&]<int E>(idx e) {

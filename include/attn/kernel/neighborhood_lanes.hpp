@@ -24,8 +24,10 @@
 // (the others mask its slots): a key or value vector loaded feeds up to four FMAs. Two rows
 // per item made 7×7 to 13×13 1.3–1.5× faster (D = 32, 64), four another 1.07–1.16×.
 //
-// Q, K and V are transposed once per call and grid row ([D][X + padding]): memory the size of K
-// and V, read back k₁·…·k_{K−1} times from cache. Chosen by attention.hpp for undilated grids
+// Q, K and V are transposed per grid row ([D][X + padding]): Q per item, K and V into a worker's
+// few slots (transposed_rows) as its items move along the grid, each row once per query head
+// and range of rows, read back k₁·…·k_{K−1} times from L2. Chosen by attention.hpp for
+// undilated grids
 // (dilated ones are split into undilated residue groups first, neighborhood.hpp) when the
 // window is small (lane_loop_takes()).
 #pragma once
@@ -316,6 +318,59 @@ inline item_keys merge_key_rows(const std::vector<idx>* lists, idx count) {
   return out;
 }
 
+/// A worker's transposed key/value grid rows (Kᵀ [D × ld] then Vᵀ [Dv × ld] each) of one
+/// (batch, KV head), in `capacity` slots. Filled as the worker's items move along the grid and
+/// overwritten once no longer needed: a row is transposed while its item's products run, from
+/// a buffer that stays in L2 (transposing every row up front wrote K and V out to memory once
+/// more and read them back).
+class transposed_rows {
+ public:
+  transposed_rows(idx capacity, idx row_floats, idx grid_rows)
+      : data_(static_cast<std::size_t>(capacity * row_floats)),
+        row_floats_(row_floats),
+        row_in_slot_(static_cast<std::size_t>(capacity), -1),
+        slot_of_row_(static_cast<std::size_t>(grid_rows), -1),
+        needed_(static_cast<std::size_t>(grid_rows), -1) {}
+
+  /// at[i] = the slot holding grid row rows[i] of `owner` (an id of the batch and KV head),
+  /// filling the missing ones with fill(row, slot) and evicting only rows not in `rows`
+  /// (rows.size() ≤ capacity).
+  template <class Fill>
+  void hold(idx owner, const std::vector<idx>& rows, const float** at, Fill&& fill) {
+    if (owner != owner_) {
+      std::fill(row_in_slot_.begin(), row_in_slot_.end(), -1);
+      std::fill(slot_of_row_.begin(), slot_of_row_.end(), -1);
+      owner_ = owner;
+    }
+    ++stamp_;
+    for (idx r : rows) needed_[static_cast<std::size_t>(r)] = stamp_;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto r = static_cast<std::size_t>(rows[i]);
+      if (slot_of_row_[r] < 0) {
+        const idx capacity = static_cast<idx>(row_in_slot_.size());
+        idx slot = victim_;
+        for (;; slot = (slot + 1) % capacity) {
+          const idx held = row_in_slot_[static_cast<std::size_t>(slot)];
+          if (held < 0 || needed_[static_cast<std::size_t>(held)] != stamp_) break;
+        }
+        victim_ = (slot + 1) % capacity;
+        const idx held = row_in_slot_[static_cast<std::size_t>(slot)];
+        if (held >= 0) slot_of_row_[static_cast<std::size_t>(held)] = -1;
+        row_in_slot_[static_cast<std::size_t>(slot)] = rows[i];
+        slot_of_row_[r] = slot;
+        fill(rows[i], data_.get() + slot * row_floats_);
+      }
+      at[i] = data_.get() + slot_of_row_[r] * row_floats_;
+    }
+  }
+
+ private:
+  aligned_floats data_;
+  idx row_floats_;
+  std::vector<idx> row_in_slot_, slot_of_row_, needed_;
+  idx owner_ = -1, stamp_ = 0, victim_ = 0;
+};
+
 template <class A, class ScoreTile, class Score, int K>
 void neighborhood_lanes(const prefill_args& a, const Score& score, const neighborhood<K>& p) {
   constexpr idx M = lane_queries, L = simd::lanes<A>;
@@ -329,20 +384,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
   if (s.batch * Hq * rows == 0) return;
   const std::vector<lane_run> runs = lane_runs(grid.axes[K - 1], L);
 
-  // 1. Kᵀ and Vᵀ of every (batch, KV head, grid row).
-  aligned_floats transposed(static_cast<std::size_t>(s.batch * Hkv * rows * row_floats));
-  auto row_of = [&](idx b, idx g, idx r) {
-    return transposed.get() + ((b * Hkv + g) * rows + r) * row_floats;
-  };
-  exec::for_each_item(a.executor, a.workers, s.batch * Hkv * rows, [&](idx u) {
-    const idx r = u % rows, g = u / rows % Hkv, b = u / rows / Hkv;
-    float* kt = row_of(b, g, r);
-    simd::transpose_scaled<A>(a.k.row(b, r * X, g), a.k.strides[1], X, D, 1.0f, kt, ld, ld);
-    simd::transpose_scaled<A>(a.v.row(b, r * X, g), a.v.strides[1], X, Dv, 1.0f, kt + D * ld, ld,
-                              ld);
-  });
-
-  // 2. The key rows each grid row's queries see: the product of the leading axes' windows
+  // 1. The key rows each grid row's queries see: the product of the leading axes' windows
   // (the same for every batch and head, so found once), and per pair of grid rows their union.
   std::vector<std::vector<idx>> key_rows_of(static_cast<std::size_t>(rows));
   for (idx r = 0; r < rows; ++r) {
@@ -373,9 +415,12 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
     union_max = std::max(union_max, static_cast<idx>(keys.rows.size()));
   }
 
-  // 3. Every (batch, query head, group of grid rows): its runs, each against the union of the
-  // group's windows.
-  const idx items = s.batch * Hq * row_groups;
+  // 2. Every (batch, query head, range of row groups): group by group, its runs, each against
+  // the union of the group's windows. A worker's ranges are long, so that its transposed rows
+  // serve one group after another; a few per worker balance the load.
+  const idx ranges =
+      std::clamp<idx>((4 * a.workers + s.batch * Hq - 1) / (s.batch * Hq), 1, row_groups);
+  const idx items = s.batch * Hq * ranges;
   const idx count_max = p.kernel[K - 1];
   const idx q_floats = D * ld, o_floats = Dv * M, s_floats = union_max * count_max * M;
   std::atomic<idx> next{0};
@@ -388,6 +433,8 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
     float* factors = st + lane_rows * s_floats;  // [M]
     float* orows = factors + M;                  // O [M × Dv]
     std::vector<const float*> value_at(static_cast<std::size_t>(union_max * count_max));
+    transposed_rows cache(union_max, row_floats, rows);
+    std::vector<const float*> key_row_at(static_cast<std::size_t>(union_max));
     std::vector<lane_segment> value_segments;
     auto tiles = [&]<std::size_t... Q>(std::index_sequence<Q...>) {
       return std::array<ScoreTile, lane_rows>{((void)Q, ScoreTile(score, a.scale))...};
@@ -399,6 +446,14 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
     auto rows_of_item = [&]<int P>(idx b, idx h, idx r0, const item_keys& keys) {
       const head_ctx c = context_of(a, b, h);
       const idx key_rows = static_cast<idx>(keys.rows.size());
+      // Kᵀ, Vᵀ of the group's key rows: the columns past X (zeros) are read by the lanes past a
+      // run's end.
+      cache.hold(b * Hkv + c.kv_head, keys.rows, key_row_at.data(), [&](idx r, float* kt) {
+        simd::transpose_scaled<A>(a.k.row(b, r * X, c.kv_head), a.k.strides[1], X, D, 1.0f, kt, ld,
+                                  ld);
+        simd::transpose_scaled<A>(a.v.row(b, r * X, c.kv_head), a.v.strides[1], X, Dv, 1.0f,
+                                  kt + D * ld, ld, ld);
+      });
       std::array<const float*, P> q_of{};
       std::array<float*, P> s_of{}, o_of{};
       for (int q = 0; q < P; ++q) {
@@ -414,7 +469,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
       for (const lane_run& run : runs) {
         const idx count = run.count;
         for (idx i = 0, n = 0; i < key_rows; ++i) {
-          const float* vt = row_of(b, c.kv_head, keys.rows[static_cast<std::size_t>(i)]) + D * ld;
+          const float* vt = key_row_at[static_cast<std::size_t>(i)] + D * ld;
           for (idx t = 0; t < count; ++t, ++n)
             value_at[static_cast<std::size_t>(n)] = vt + run.lo0 + t;
         }
@@ -427,8 +482,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
           // Sᵀ: score blocks of the slots of one key row, every query row at once.
           in_lane_blocks<lane_block<A, P>>(count, [&]<int J>(idx j) {
             for (idx i = 0; i < key_rows; ++i) {
-              const float* key =
-                  row_of(b, c.kv_head, keys.rows[static_cast<std::size_t>(i)]) + run.lo0 + j;
+              const float* key = key_row_at[static_cast<std::size_t>(i)] + run.lo0 + j;
               std::array<const float*, P> w{};
               std::array<float*, P> out{};
               for (std::size_t u = 0; u < static_cast<std::size_t>(P); ++u) {
@@ -489,12 +543,14 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
     };
 
     for (idx item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      const idx gr = item % row_groups, h = item / row_groups % Hq, b = item / row_groups / Hq;
-      const item_keys& keys = keys_of[static_cast<std::size_t>(gr)];
-      if (gr < full_groups)
-        rows_of_item.template operator()<static_cast<int>(lane_rows)>(b, h, first_row(gr), keys);
-      else
-        rows_of_item.template operator()<1>(b, h, first_row(gr), keys);
+      const idx range = item % ranges, h = item / ranges % Hq, b = item / ranges / Hq;
+      for (idx gr = row_groups * range / ranges; gr < row_groups * (range + 1) / ranges; ++gr) {
+        const item_keys& keys = keys_of[static_cast<std::size_t>(gr)];
+        if (gr < full_groups)
+          rows_of_item.template operator()<static_cast<int>(lane_rows)>(b, h, first_row(gr), keys);
+        else
+          rows_of_item.template operator()<1>(b, h, first_row(gr), keys);
+      }
     }
   };
   a.executor.parallel(static_cast<int>(std::min<idx>(a.workers, items)), body);

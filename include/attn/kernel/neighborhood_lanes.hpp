@@ -27,9 +27,8 @@
 // Q, K and V are transposed per grid row ([D][X + padding]): Q per item, K and V into a worker's
 // few slots (transposed_rows) as its items move along the grid, each row once per query head
 // and range of rows, read back k₁·…·k_{K−1} times from L2. Chosen by attention.hpp for
-// undilated grids
-// (dilated ones are split into undilated residue groups first, neighborhood.hpp) when the
-// window is small (lane_loop_takes()).
+// undilated grids (dilated ones are split into undilated residue groups first,
+// neighborhood.hpp) when the window is small (lane_loop_takes()).
 #pragma once
 
 #include <algorithm>

@@ -97,14 +97,13 @@ inline std::vector<lane_run> lane_runs(const grid_axis& ax, idx lanes) {
   return runs;
 }
 
-/// Whether the lane loop runs a neighborhood pattern: undilated, with a small window along the
-/// last axis. The grid loop's box wastes less as the window grows, while each key here comes
-/// from L2 (shared by up to four query rows), so the crossover falls with head_dim. Measured at
-/// 64×64 tokens, 4 heads (one thread, min of 3–4 interleaved runs, grid time ÷ lane time):
-/// D = 32: k = 31 1.05×, 45 1.04×; D = 64: 13 1.06×, 21 1.11×, 31 1.0×; D = 96: 7 1.18×,
-/// 11 1.18×; D = 128: 3 0.95×, 5 1.09×, 7 1.03×, 13 0.90×. Smaller windows gain more (two rows
-/// per item: D = 32, k = 7 2.0–2.2×, 13 1.3–1.6×).
-inline constexpr idx lane_window_budget = 1024;  // k_last · max(head_dim, 32)
+/// Whether the lane loop runs a neighborhood pattern: undilated, with a window along the last
+/// axis that is not huge. The grid loop's box wastes less as the window grows, and the lane
+/// loop's buffers grow with it (a score slot per key of the union, a transposed row per key
+/// row). Measured at 64×64 tokens, 4 heads (one thread, min of 2–3 interleaved runs, grid time
+/// ÷ lane time): D = 32: k = 31 1.5×, 45 1.3×, 63 1.07×; D = 64: 21 1.5×, 31 1.4×, 45 1.2×;
+/// D = 128: 7 1.9×, 13 1.6×, 21 1.4×, 31 1.2×, 45 1.0×; D = 256: 13 1.4×, 31 1.1×.
+inline constexpr idx lane_window_budget = 4096;  // k_last · max(head_dim, 32)
 template <class Pattern>
 inline constexpr bool is_neighborhood = false;
 template <int K>

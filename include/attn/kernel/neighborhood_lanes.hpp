@@ -532,7 +532,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
           simd::transpose_scaled<A>(o_of[static_cast<std::size_t>(q)], M, Dv, M, factors, orows, Dv,
                                     Dv);
           for (idx l = 0; l < run.n; ++l) {
-            std::copy_n(orows + l * Dv, Dv, a.out.row(b, t0 + l, h));
+            simd::stream_copy<A>(a.out.row(b, t0 + l, h), orows + l * Dv, Dv);
             if constexpr (Score::has_lse)
               if (a.lse) a.lse[(b * Hq + h) * s.seq_q + t0 + l] = tile.lse(static_cast<int>(l));
           }
@@ -550,6 +550,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
           rows_of_item.template operator()<1>(b, h, first_row(gr), keys);
       }
     }
+    simd::stream_fence();
   };
   a.executor.parallel(static_cast<int>(std::min<idx>(a.workers, items)), body);
 }

@@ -383,7 +383,7 @@ void neighborhood_lanes(const prefill_args& a, const Score& score, const neighbo
   const std::vector<lane_run> runs = lane_runs(grid.axes[K - 1], L);
 
   // 1. The key rows each grid row's queries see: the product of the leading axes' windows
-  // (the same for every batch and head, so found once), and per pair of grid rows their union.
+  // (the same for every batch and head, so found once), and per group of grid rows their union.
   std::vector<std::vector<idx>> key_rows_of(static_cast<std::size_t>(rows));
   for (idx r = 0; r < rows; ++r) {
     const std::array<idx, K> x = grid.coords(r * X);

@@ -270,3 +270,27 @@ TEST(SimdTranspose, MatchesTheElementwiseDefinition) {
 }
 
 }  // namespace attn_transpose_test
+
+namespace attn_fill_unkept_test {
+
+/// Every lane whose bit is clear becomes the fill value, every other lane keeps its value and
+/// nothing past n is touched: whole vectors, a ragged tail, all-kept and none-kept words.
+TEST(SimdFillUnkept, ReplacesExactlyTheLanesWhoseBitIsClear) {
+  using idx = std::ptrdiff_t;
+  const std::uint64_t words[] = {0, ~std::uint64_t{0}, 0x8000000000000001ull,
+                                 0x5555aaaa0f0ff0f0ull, 0xfffffffeffffffffull};
+  for (idx n : {idx{0}, idx{1}, idx{7}, idx{16}, idx{37}, idx{64}})
+    for (std::uint64_t keep : words) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " keep=" << std::hex << keep);
+      std::vector<float> row(65);
+      for (std::size_t i = 0; i < row.size(); ++i) row[i] = static_cast<float>(i) + 0.5f;
+      simd::fill_unkept<A>(row.data(), n, keep, -inf);
+      for (idx i = 0; i < 65; ++i) {
+        const bool kept = i >= n || ((keep >> i) & 1u) != 0;
+        ASSERT_EQ(row[static_cast<std::size_t>(i)], kept ? static_cast<float>(i) + 0.5f : -inf)
+            << "i=" << i;
+      }
+    }
+}
+
+}  // namespace attn_fill_unkept_test

@@ -268,9 +268,9 @@ void decode(const prefill_args& a, const Score& score, const Pattern& pattern, c
                     std::fill(lanes + (j - part.begin) * R, lanes + (j - part.begin) * R + live,
                               neg_inf);
                 if (!mine.empty() && (Pattern::has_bias || kinds[hi] == tile_kind::partial))
-                  apply_pattern(pattern, context(base, h), q0, live, mine.begin,
-                                mine.end - mine.begin, ScoreTile::bias_factor(),
-                                lanes + (mine.begin - part.begin) * R, R);
+                  apply_pattern<A>(pattern, context(base, h), q0, live, mine.begin,
+                                   mine.end - mine.begin, ScoreTile::bias_factor(),
+                                   lanes + (mine.begin - part.begin) * R, R);
               }
             tile.weigh(st, n);
             std::copy(o, o + tile_rows * Dvp, before);

@@ -75,7 +75,7 @@ inline head_ctx context_of(const prefill_args& a, idx b, idx h) {
 /// key form one range (band patterns) mask by ranges; patterns that can say which rows see each
 /// key of a whole tile at once (visible_rows: block-sparse layouts, whose visible() is a search)
 /// mask by those bits; the others are asked pair by pair.
-template <class Pattern>
+template <class A, class Pattern>
 void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx queries, idx k0, idx keys,
                    float bias_factor, float* st, idx ld) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
@@ -89,12 +89,11 @@ void apply_pattern(const Pattern& pattern, const head_ctx& c, idx q0, idx querie
       for (idx j = 0; j < keys; ++j) {
         float* row = st + j * ld;
         const std::uint64_t bits = seen[static_cast<std::size_t>(j)];
-        for (idx i = 0; i < queries; ++i) {
-          if (((bits >> i) & 1u) == 0)
-            row[i] = neg_inf;
-          else if constexpr (Pattern::has_bias)
-            row[i] += bias_factor * pattern.logit_bias(c, q0 + i, k0 + j);
-        }
+        if constexpr (Pattern::has_bias)
+          for (idx i = 0; i < queries; ++i)
+            if (((bits >> i) & 1u) != 0)
+              row[i] += bias_factor * pattern.logit_bias(c, q0 + i, k0 + j);
+        simd::fill_unkept<A>(row, queries, bits, neg_inf);
       }
       return;
     }
@@ -237,9 +236,12 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
       }
 
       // Key tiles in order, each classified one step ahead: while one is computed, the K and V
-      // rows of the next one some query tile needs are already on their way to L2. Under a
-      // sparse pattern each K/V tile serves about one query tile of the block, so its cache
-      // misses are no longer shared by four and would otherwise stall every visit.
+      // rows of the next one some query tile needs are requested towards L2, a few lines at a
+      // time between the register blocks of the products (paced_prefetch). Under a sparse
+      // pattern each K/V tile serves about one query tile of the block, so its cache misses
+      // are no longer shared by four and would otherwise stall every visit; such a tile's K
+      // rows are also read in place rather than packed (measured on random 5 % layouts: 7–9 %
+      // faster together, with a vectorised element mask; dense unchanged).
       std::array<tile_kind, G> kinds{}, next_kinds{};
       auto next_needed = [&](idx from, std::array<tile_kind, G>& out) {
         for (idx k0 = from; k0 < all_keys.end; k0 += NK) {
@@ -260,13 +262,17 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
       for (idx k0 = next_needed(all_keys.begin, kinds); k0 < all_keys.end;) {
         const idx k1 = std::min(k0 + NK, all_keys.end);
         const idx k_next = next_needed(k1, next_kinds);
+        paced_prefetch next_rows;
         if (k_next < all_keys.end) {
           const idx rows = std::min(k_next + NK, all_keys.end) - k_next;
-          products.prefetch(a, b, c.kv_head, k_next, rows);
+          next_rows = products.prefetch(a, b, c.kv_head, k_next, rows);
         } else {  // the last key tile: the output rows are next
           prefetch_rows<true>(a.out.row(b, block_q0, h), a.out.strides[1], block_rows, Dv);
         }
+        auto pace = [&] { next_rows.step(); };
         bool tile_packed = false;
+        const bool shared = std::count(kinds.begin(), kinds.end(), tile_kind::none) < G - 1;
+        float* k_tile = shared ? kt : nullptr;  // K read in place for a single query tile
         for (idx g = 0; g < G; ++g) {
           query_tile<ScoreTile>& t = *tiles[static_cast<std::size_t>(g)];
           const tile_kind kind = kinds[static_cast<std::size_t>(g)];
@@ -274,19 +280,23 @@ void prefill(const prefill_args& a, const Score& score, const Pattern& pattern,
           // This tile's part of the key tile.
           const key_span part = intersect({k0, k1}, t.keys);
           if (!tile_packed) {
-            products.pack_kv(a, b, c.kv_head, k0, k1, NK, kt, vt, bad_values);
+            products.pack_kv(a, b, c.kv_head, k0, k1, NK, k_tile, vt, bad_values);
             tile_packed = true;
           }
           const idx n = part.end - part.begin;
-          products.scores(a, t.qt, kt, b, c.kv_head, k0, part.begin - k0, n, q_factor, st);
+          products.scores(a, t.qt, k_tile, b, c.kv_head, k0, part.begin - k0, n, q_factor, st,
+                          pace);
           t.score.transform(st, n);
           if (Pattern::has_bias || kind == tile_kind::partial)
-            apply_pattern(pattern, c, t.q0, t.live, part.begin, n, ScoreTile::bias_factor(), st, M);
+            apply_pattern<A>(pattern, c, t.q0, t.live, part.begin, n, ScoreTile::bias_factor(), st,
+                             M);
           t.score.weigh(st, n);
-          products.accumulate(st, part.begin - k0, n, vt, NK, Dv, t.score.alpha, t.ot, scratch);
+          products.accumulate(st, part.begin - k0, n, vt, NK, Dv, t.score.alpha, t.ot, scratch,
+                              pace);
           if (!bad_values.empty())  // Pᵀ [n × M], Oᵀ [Dv × M]
             bad_values.add_to(part.begin - k0, n, st, M, M, Dv, t.ot, 1, M);
         }
+        next_rows.finish();
         kinds = next_kinds;
         k0 = k_next;
       }

@@ -13,16 +13,21 @@
 // A policy provides, for one query tile of M queries and one key tile of NK keys:
 //   qt_floats(D), kt_floats(NK, D), vt_floats(NK, Dv), scratch_floats(NK)   buffer sizes
 //   pack_q(a, b, h, q0, live, q_factor, qt, stage)   Qᵀ of rows q0 .. q0+live−1 (stage: M × D)
-//   pack_kv(a, b, kvh, k0, k1, NK, kt, vt, bad)      the K and V tiles of keys k0 .. k1−1 (≤ NK)
-//   scores(a, qt, kt, b, kvh, k0, off, n, q_factor, st)  Sᵀ [n × M] of keys k0+off .. +n−1
-//   accumulate(pt, off, n, vt, NK, Dv, alpha, ot, scratch)  Oᵀ += V[k0+off .. +n]ᵀ·Pᵀ
-//   prefetch(a, b, kvh, j0, rows)                    K and V rows j0 .. j0+rows−1 towards L2
+//   pack_kv(a, b, kvh, k0, k1, NK, kt, vt, bad)      the K and V tiles of keys k0 .. k1−1 (≤ NK);
+//                                                    kt null: K stays in place
+//   scores(a, qt, kt, b, kvh, k0, off, n, q_factor, st, pace)   Sᵀ [n × M] of keys k0+off .. +n−1
+//   accumulate(pt, off, n, vt, NK, Dv, alpha, ot, scratch, pace)  Oᵀ += V[k0+off .. +n]ᵀ·Pᵀ
+//   prefetch(a, b, kvh, j0, rows)                    a paced_prefetch of K and V rows j0 ..
+//                                                    j0+rows−1 (towards L2), stepped by the
+//                                                    pace() calls of scores and accumulate
 //   prefetch_q(a, b, h, q0, rows)                    the same for Q rows
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "attn/kernel/workspace.hpp"
@@ -52,6 +57,85 @@ inline void prefetch_rows(const T* first, idx stride, idx rows, idx width) {
 #endif
 }
 
+/// The K and V rows of the next key tile, requested from L2 a few rows at a time: step() is
+/// called between the register blocks of the current tile's products (simd::scores_tile's
+/// pace), finish() requests whatever is left. A burst of a whole tile's prefetches (512 lines
+/// at 64 keys of head_dim 64) fills the miss buffers and stalls the core about as long as the
+/// misses it was meant to hide; spread over the products, they cost nothing. Under a sparse
+/// layout each key tile is fetched from L3 or DRAM for about one query tile, so this latency
+/// is what separates its time from its density's share of dense time.
+class paced_prefetch {
+ public:
+  paced_prefetch() = default;
+  /// rows K rows from k (k_stride bytes apart, k_bytes each), then as many V rows, over `steps`
+  /// calls of step().
+  paced_prefetch(const void* k, idx k_stride, idx k_bytes, const void* v, idx v_stride, idx v_bytes,
+                 idx rows, idx steps)
+      : parts_{{{static_cast<const unsigned char*>(k), k_stride, k_bytes},
+                {static_cast<const unsigned char*>(v), v_stride, v_bytes}}},
+        rows_(rows) {
+    const idx lines =
+        rows * (k_bytes / line_bytes + v_bytes / line_bytes + 2);  // rows may straddle
+    per_step_ = std::max<idx>(1, lines / std::max<idx>(steps, 1));
+    if (rows_ > 0) {
+      part_ = 0;
+      start_row();
+    }
+  }
+
+  void step() { issue(per_step_); }
+  void finish() { issue(std::numeric_limits<idx>::max()); }
+
+ private:
+  static constexpr idx line_bytes = 64;
+  static constexpr std::uintptr_t line = line_bytes;
+  struct part {
+    const unsigned char* first;
+    idx stride, bytes;
+  };
+
+  void start_row() {
+    const part& p = parts_[static_cast<std::size_t>(part_)];
+    const auto begin = reinterpret_cast<std::uintptr_t>(p.first + row_ * p.stride);
+    at_ = begin & ~(line - 1);
+    end_ = begin + static_cast<std::uintptr_t>(p.bytes);
+  }
+  void issue(idx count) {
+    for (; count > 0 && part_ < 2; --count) {
+#if defined(__GNUC__) || defined(__clang__)
+      __builtin_prefetch(reinterpret_cast<const void*>(at_), 0, 2);
+#endif
+      if ((at_ += line) < end_) continue;
+      if (++row_ == rows_) row_ = 0, ++part_;
+      if (part_ < 2) start_row();
+    }
+  }
+
+  std::array<part, 2> parts_{};  // K rows, then V rows
+  idx rows_ = 0, per_step_ = 1;
+  idx part_ = 2, row_ = 0;  // where the next line is; part_ = 2 once every line is requested
+  std::uintptr_t at_ = 0, end_ = 0;
+};
+
+/// paced_prefetch over rows j0 .. j0+rows−1 of views k and v of (batch b, KV head kvh), spread
+/// over one query tile's products with register blocks of block_rows rows.
+template <class T, class Args>
+paced_prefetch kv_prefetch(const Args& a, const view4<const T>& k, const view4<const T>& v, idx b,
+                           idx kvh, idx j0, idx rows, idx block_rows) {
+  constexpr idx every = simd::pace_interval;
+  const idx steps = (rows + block_rows - 1) / block_rows * (a.shape.head_dim / every) +
+                    (a.shape.head_dim_v + block_rows - 1) / block_rows * (rows / every);
+  constexpr idx size = sizeof(T);
+  return {k.row(b, j0, kvh),
+          k.strides[1] * size,
+          a.shape.head_dim * size,
+          v.row(b, j0, kvh),
+          v.strides[1] * size,
+          a.shape.head_dim_v * size,
+          rows,
+          steps};
+}
+
 template <class A>
 struct float_products {
   static constexpr idx M = simd::tile_queries<A>;
@@ -76,11 +160,15 @@ struct float_products {
     simd::transpose_scaled<A>(stage, D, live, D, q_factor, qt, M, M);
   }
   /// Sᵀ of the keys off .. off+n−1 of the packed K tile.
-  template <class Args>
-  void scores(const Args& a, const float* qt, const float* kt, idx, idx, idx, idx off, idx n, float,
-              float* st) const {
+  /// kt null: K rows read in place (see pack_kv).
+  template <class Args, class Pace>
+  void scores(const Args& a, const float* qt, const float* kt, idx b, idx kvh, idx k0, idx off,
+              idx n, float, float* st, Pace&& pace) const {
     const idx D = a.shape.head_dim;
-    simd::scores_tile<A>(qt, D, kt + off * D, D, n, st);
+    if (kt == nullptr)
+      simd::scores_tile<A>(qt, D, a.k.row(b, k0 + off, kvh), a.k.strides[1], n, st, pace);
+    else
+      simd::scores_tile<A>(qt, D, kt + off * D, D, n, st, pace);
   }
   /// The K and V tiles, rows packed contiguously. K and V rows sit heads·head_dim floats apart
   /// in the tensor; at such power-of-two strides the walk down one tile's rows hits a handful
@@ -88,11 +176,15 @@ struct float_products {
   /// cross a page every other row. Row copies keep many misses in flight, and packed, each tile
   /// stays in L1 for all the products that read it (about 10 % faster dense, more sparse,
   /// where each tile is fetched from L3 for a single query tile).
+  ///
+  /// kt null: K is left in place, for a tile that serves a single query tile. Its scores read
+  /// one register block of rows (R keys, a few lines each) at a time, which sit in distinct L1
+  /// sets whatever the stride, so the copy would only add a pass over the tile.
   template <class Args>
   void pack_kv(const Args& a, idx b, idx kvh, idx k0, idx k1, idx, float* kt, float* vt,
                nonfinite_values& bad) const {
     const idx D = a.shape.head_dim, Dv = a.shape.head_dim_v;
-    for (idx j = k0; j < k1; ++j) {
+    for (idx j = k0; j < k1 && kt != nullptr; ++j) {
       const float* krow = a.k.row(b, j, kvh);
       std::copy(krow, krow + D, kt + (j - k0) * D);
     }
@@ -103,14 +195,14 @@ struct float_products {
       bad.scan(j - k0, vt + (j - k0) * Dv, Dv);
     }
   }
+  template <class Pace>
   void accumulate(const float* pt, idx off, idx n, const float* vt, idx, idx Dv, const float* alpha,
-                  float* ot, float*) const {
-    simd::accumulate_tile<A>(pt, n, vt + off * Dv, Dv, Dv, alpha, ot);
+                  float* ot, float*, Pace&& pace) const {
+    simd::accumulate_tile<A>(pt, n, vt + off * Dv, Dv, Dv, alpha, ot, pace);
   }
   template <class Args>
-  void prefetch(const Args& a, idx b, idx kvh, idx j0, idx rows) const {
-    prefetch_rows(a.k.row(b, j0, kvh), a.k.strides[1], rows, a.shape.head_dim);
-    prefetch_rows(a.v.row(b, j0, kvh), a.v.strides[1], rows, a.shape.head_dim_v);
+  paced_prefetch prefetch(const Args& a, idx b, idx kvh, idx j0, idx rows) const {
+    return kv_prefetch(a, a.k, a.v, b, kvh, j0, rows, simd::tile_shape<A>::rows);
   }
   template <class Args>
   void prefetch_q(const Args& a, idx b, idx h, idx q0, idx rows) const {
@@ -155,9 +247,9 @@ struct bf16_products {
       for (idx p = 0; p < pairs; ++p)
         qt[p * M + i] = simd::bf16::pair_bits(stage[i * D + 2 * p], stage[i * D + 2 * p + 1]);
   }
-  template <class Args>
+  template <class Args, class Pace>
   void scores(const Args& a, const float* qt, const float*, idx b, idx kvh, idx k0, idx off, idx n,
-              float q_factor, float* st) const {
+              float q_factor, float* st, Pace&&) const {
     simd::bf16::scores_tile(reinterpret_cast<const std::uint32_t*>(qt), a.shape.head_dim / 2,
                             bits(k.row(b, k0 + off, kvh)), k.strides[1], n, st);
     const __m512 f = _mm512_set1_ps(q_factor);
@@ -197,8 +289,9 @@ struct bf16_products {
       for (idx e = 0; e < Dv; ++e) vt[e * ld + j / 2] &= keep;
     }
   }
+  template <class Pace>
   void accumulate(const float* pt, idx off, idx n, const float* vt, idx tile_keys, idx Dv,
-                  const float* alpha, float* ot, float* scratch) const {
+                  const float* alpha, float* ot, float* scratch, Pace&&) const {
     auto* pairs_out = reinterpret_cast<std::uint32_t*>(scratch);
     const idx first = off / 2, shift = off % 2, pairs = (shift + n + 1) / 2;
     simd::bf16::pair_weights(pt, n, shift, pairs, pairs_out);
@@ -206,10 +299,10 @@ struct bf16_products {
                                 reinterpret_cast<const std::uint32_t*>(vt) + first,
                                 vt_ld(tile_keys), Dv, alpha, ot);
   }
+  /// Not paced: the bf16 micro-kernels take no pace, so finish() requests it all at once.
   template <class Args>
-  void prefetch(const Args& a, idx b, idx kvh, idx j0, idx rows) const {
-    prefetch_rows(k.row(b, j0, kvh), k.strides[1], rows, a.shape.head_dim);
-    prefetch_rows(v.row(b, j0, kvh), v.strides[1], rows, a.shape.head_dim_v);
+  paced_prefetch prefetch(const Args& a, idx b, idx kvh, idx j0, idx rows) const {
+    return kv_prefetch(a, k, v, b, kvh, j0, rows, a.shape.head_dim_v + rows);
   }
   template <class Args>
   void prefetch_q(const Args& a, idx b, idx h, idx q0, idx rows) const {

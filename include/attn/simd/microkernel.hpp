@@ -53,11 +53,15 @@ struct tile_shape<xsimd::avx512bw> : tile_shape<xsimd::avx512f> {};
 template <class A>
 inline constexpr int tile_queries = lanes<A>* tile_shape<A>::query_vectors;
 
+/// How often (head_dim steps of a scores block, key steps of an accumulate block) the
+/// micro-kernels call their pace (see no_pacing).
+inline constexpr int pace_interval = 16;
+
 namespace detail {
 
-template <class A, int Rows>
+template <class A, int Rows, class Pace>
 inline void scores_block(const float* qt, std::ptrdiff_t head_dim, const float* k,
-                         std::ptrdiff_t k_stride, float* st) {
+                         std::ptrdiff_t k_stride, float* st, Pace& pace) {
   constexpr int QV = tile_shape<A>::query_vectors, L = lanes<A>, M = L * QV;
   vec<A> acc[Rows][QV];
 #pragma GCC unroll 8
@@ -74,6 +78,7 @@ inline void scores_block(const float* qt, std::ptrdiff_t head_dim, const float* 
 #pragma GCC unroll 8
       for (int v = 0; v < QV; ++v) acc[r][v] = simd::fma(kb, q[v], acc[r][v]);
     }
+    if (d % pace_interval == pace_interval - 1) pace();
   }
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
@@ -81,9 +86,9 @@ inline void scores_block(const float* qt, std::ptrdiff_t head_dim, const float* 
     for (int v = 0; v < QV; ++v) simd::store<A>(st + r * M + v * L, acc[r][v]);
 }
 
-template <class A, int Rows>
+template <class A, int Rows, class Pace>
 inline void accumulate_block(const float* pt, std::ptrdiff_t keys, const float* v,
-                             std::ptrdiff_t v_stride, const float* alpha, float* ot) {
+                             std::ptrdiff_t v_stride, const float* alpha, float* ot, Pace& pace) {
   constexpr int QV = tile_shape<A>::query_vectors, L = lanes<A>, M = L * QV;
   vec<A> acc[Rows][QV];
   vec<A> a[QV];
@@ -103,6 +108,7 @@ inline void accumulate_block(const float* pt, std::ptrdiff_t keys, const float* 
 #pragma GCC unroll 8
       for (int q = 0; q < QV; ++q) acc[r][q] = simd::fma(vb, p[q], acc[r][q]);
     }
+    if (j % pace_interval == pace_interval - 1) pace();
   }
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
@@ -122,34 +128,44 @@ inline void with_rows(int n, F&& f) {
 
 }  // namespace detail
 
+/// What scores_tile and accumulate_tile call every pace_interval steps of a register block: a
+/// caller spreads other work over the products with it (the fused loop requests the next key tile's
+/// rows a few at a time: a burst of hundreds of prefetches fills the miss buffers and stalls the
+/// core as long as a demand miss would). By default, nothing.
+struct no_pacing {
+  void operator()() const {}
+};
+
 /// Sᵀ[j, :] = Σ_d K[j, d]·Qᵀ[d, :] for keys j < keys.
 /// qt: Qᵀ [head_dim × tile_queries<A>]; k: key 0's row, k_stride elements between key rows;
-/// st: Sᵀ [keys × tile_queries<A>].
-template <class A>
+/// st: Sᵀ [keys × tile_queries<A>]; pace() runs every pace_interval head_dim steps of a block.
+template <class A, class Pace = no_pacing>
 inline void scores_tile(const float* qt, std::ptrdiff_t head_dim, const float* k,
-                        std::ptrdiff_t k_stride, std::ptrdiff_t keys, float* st) {
+                        std::ptrdiff_t k_stride, std::ptrdiff_t keys, float* st,
+                        Pace&& pace = Pace{}) {
   constexpr int R = tile_shape<A>::rows, M = tile_queries<A>;
   std::ptrdiff_t j = 0;
   for (; j + R <= keys; j += R)
-    detail::scores_block<A, R>(qt, head_dim, k + j * k_stride, k_stride, st + j * M);
+    detail::scores_block<A, R>(qt, head_dim, k + j * k_stride, k_stride, st + j * M, pace);
   detail::with_rows<R>(static_cast<int>(keys - j), [&]<int Rows>() {
-    detail::scores_block<A, Rows>(qt, head_dim, k + j * k_stride, k_stride, st + j * M);
+    detail::scores_block<A, Rows>(qt, head_dim, k + j * k_stride, k_stride, st + j * M, pace);
   });
 }
 
 /// Oᵀ[e, :] = α ⊙ Oᵀ[e, :] + Σ_j V[j, e]·Pᵀ[j, :] for e < head_dim_v.
 /// pt: Pᵀ [keys × tile_queries<A>]; v: key 0's row, v_stride elements between key rows;
-/// alpha: tile_queries<A> rescale factors; ot: Oᵀ [head_dim_v × tile_queries<A>].
-template <class A>
+/// alpha: tile_queries<A> rescale factors; ot: Oᵀ [head_dim_v × tile_queries<A>]; pace() runs
+/// every pace_interval keys of a block.
+template <class A, class Pace = no_pacing>
 inline void accumulate_tile(const float* pt, std::ptrdiff_t keys, const float* v,
                             std::ptrdiff_t v_stride, std::ptrdiff_t head_dim_v, const float* alpha,
-                            float* ot) {
+                            float* ot, Pace&& pace = Pace{}) {
   constexpr int R = tile_shape<A>::rows, M = tile_queries<A>;
   std::ptrdiff_t e = 0;
   for (; e + R <= head_dim_v; e += R)
-    detail::accumulate_block<A, R>(pt, keys, v + e, v_stride, alpha, ot + e * M);
+    detail::accumulate_block<A, R>(pt, keys, v + e, v_stride, alpha, ot + e * M, pace);
   detail::with_rows<R>(static_cast<int>(head_dim_v - e), [&]<int Rows>() {
-    detail::accumulate_block<A, Rows>(pt, keys, v + e, v_stride, alpha, ot + e * M);
+    detail::accumulate_block<A, Rows>(pt, keys, v + e, v_stride, alpha, ot + e * M, pace);
   });
 }
 

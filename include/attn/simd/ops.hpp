@@ -72,6 +72,43 @@ inline vec<A> load_permuted(const float* p, const std::int32_t* offsets) {
   }
 }
 
+/// Sets to `value` the lanes of row[0 .. n) whose bit in `keep` is clear (bit i for lane i,
+/// n ≤ 64): the element mask of a partial tile applied a vector at a time (a masked blend on
+/// AVX-512, a variable blend on AVX2) rather than a bit test per score.
+template <class A>
+inline void fill_unkept(float* row, std::ptrdiff_t n, std::uint64_t keep, float value) {
+  constexpr int L = lanes<A>;
+  std::ptrdiff_t i = 0;
+  if constexpr (!std::is_same_v<A, scalar>) {
+    for (; i + L <= n; i += L) {
+      const auto bits = static_cast<std::uint32_t>(keep >> i) & ((std::uint64_t{1} << L) - 1);
+      if (bits == (std::uint64_t{1} << L) - 1) continue;
+#if defined(__AVX512F__)
+      if constexpr (std::is_base_of_v<xsimd::avx512f, A>) {
+        _mm512_storeu_ps(row + i,
+                         _mm512_mask_blend_ps(static_cast<__mmask16>(bits), _mm512_set1_ps(value),
+                                              _mm512_loadu_ps(row + i)));
+        continue;
+      }
+#endif
+#if defined(__AVX2__)
+      if constexpr (std::is_base_of_v<xsimd::avx2, A>) {
+        const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        const __m256i kept = _mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), lane_bit), lane_bit);
+        _mm256_storeu_ps(row + i, _mm256_blendv_ps(_mm256_set1_ps(value), _mm256_loadu_ps(row + i),
+                                                   _mm256_castsi256_ps(kept)));
+        continue;
+      }
+#endif
+      for (int l = 0; l < L; ++l)
+        if (((bits >> l) & 1u) == 0) row[i + l] = value;
+    }
+  }
+  for (; i < n; ++i)
+    if (((keep >> i) & 1u) == 0) row[i] = value;
+}
+
 /// x, held in a register: GCC folds a load into every FMA that uses it as a memory operand,
 /// which costs a load per FMA where the point of reusing x was one load for several FMAs
 /// (kernel/neighborhood_lanes.hpp). An empty asm that "modifies" x makes it one value.

@@ -277,8 +277,8 @@ namespace attn_fill_unkept_test {
 /// nothing past n is touched: whole vectors, a ragged tail, all-kept and none-kept words.
 TEST(SimdFillUnkept, ReplacesExactlyTheLanesWhoseBitIsClear) {
   using idx = std::ptrdiff_t;
-  const std::uint64_t words[] = {0, ~std::uint64_t{0}, 0x8000000000000001ull,
-                                 0x5555aaaa0f0ff0f0ull, 0xfffffffeffffffffull};
+  const std::uint64_t words[] = {0, ~std::uint64_t{0}, 0x8000000000000001ull, 0x5555aaaa0f0ff0f0ull,
+                                 0xfffffffeffffffffull};
   for (idx n : {idx{0}, idx{1}, idx{7}, idx{16}, idx{37}, idx{64}})
     for (std::uint64_t keep : words) {
       SCOPED_TRACE(testing::Message() << "n=" << n << " keep=" << std::hex << keep);

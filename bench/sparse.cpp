@@ -1,10 +1,13 @@
 // Block-sparse softmax attention (pattern/block_sparse.hpp) against dense attention of the same
-// shape, one thread, N = 8192, H = 8, D = 64, block 64; counter GFLOPS on the visible pairs
-// only (4·d FLOPs per visible pair and head), so a layout whose time is proportional to its
+// shape, one thread, N = 8192, H = 8, D = 64, block 64 unless named; counter GFLOPS on the visible
+// pairs only (4·d FLOPs per visible pair and head), so a layout whose time is proportional to its
 // density shows the dense GFLOPS:
 //   softmax/dense/B:1/H:8/N:8192/D:64/threads:1                       the baseline
 //   sparse/random/density:<pct>/B:1/H:8/N:8192/D:64/threads:1         ⌈ρ·nb⌉ random key blocks per
 //                                                                     query block, per head
+//   sparse/random/block:128/density:<pct>/…                          the same at block 128: a
+//                                                                     fetched K/V tile feeds twice
+//                                                                     the work of one at block 64
 //   sparse/bigbird/density:<pct>/B:1/H:8/N:8192/D:64/threads:1        BigBird (global first/last,
 //                                                                     3-block window, r random)
 //   sparse/longformer/density:<pct>/B:1/H:8/N:8192/D:64/threads:1     w = 256 each side: the
@@ -43,8 +46,8 @@ void run(benchmark::State& state, Pattern pattern, double pairs_per_head) {
 }
 
 /// k = ⌈density · nb⌉ distinct random key blocks per query block, drawn per head.
-attn::block_layout random_layout(double density, std::uint64_t seed) {
-  const attn::idx nb = shape.seq / block;
+attn::block_layout random_layout(double density, attn::idx block_size, std::uint64_t seed) {
+  const attn::idx nb = shape.seq / block_size;
   const auto k = static_cast<attn::idx>(std::ceil(density * static_cast<double>(nb)));
   attn::bool_tensor3 blocks(shape.heads, nb, nb);
   blocks.setConstant(false);
@@ -55,7 +58,7 @@ attn::block_layout random_layout(double density, std::uint64_t seed) {
         bool& b = blocks(h, bi, static_cast<attn::idx>(rng() % static_cast<std::uint64_t>(nb)));
         if (!b) b = ++taken > 0;
       }
-  return attn::block_layout::from_block_mask(blocks, block, shape.seq, shape.seq);
+  return attn::block_layout::from_block_mask(blocks, block_size, shape.seq, shape.seq);
 }
 
 void add(const std::string& layout_name, const attn::block_layout& layout) {
@@ -71,7 +74,8 @@ void add(const std::string& layout_name, const attn::block_layout& layout) {
   attn_bench::configure(benchmark::RegisterBenchmark(
       ("softmax/dense/" + shape.name() + "/threads:1").c_str(), run<attn::dense>, attn::dense{},
       attn_bench::dense_pairs(shape.seq, shape.seq)));
-  for (double density : {0.05, 0.10, 0.25}) add("random", random_layout(density, 1));
+  for (double density : {0.05, 0.10, 0.25}) add("random", random_layout(density, block, 1));
+  for (double density : {0.05, 0.10, 0.25}) add("random/block:128", random_layout(density, 128, 1));
   // BigBird at block 64, N = 8192 (128 blocks): r = 6 gives 10 %, r = 26 gives 25 %; with no
   // random block at all it is already 5.4 %.
   for (attn::idx r : {6, 26})

@@ -35,10 +35,10 @@ inline void dot_block(const float* q, idx q_stride, const row_ref<T>* k, idx ful
   for (idx d = 0; d < full; d += L) {
     simd::vec<A> kv[KB];
 #pragma GCC unroll 8
-    for (int j = 0; j < KB; ++j) kv[j] = k[j].template load<A>(d);
+    for (int j = 0; j < KB; ++j) kv[j] = simd::in_register<A>(k[j].template load<A>(d));
 #pragma GCC unroll 8
     for (int i = 0; i < RB; ++i) {
-      const simd::vec<A> qv = simd::load<A>(q + i * q_stride + d);
+      const simd::vec<A> qv = simd::in_register<A>(simd::load<A>(q + i * q_stride + d));
 #pragma GCC unroll 8
       for (int j = 0; j < KB; ++j) acc[j][i] = simd::fma(qv, kv[j], acc[j][i]);
     }
@@ -105,10 +105,11 @@ inline void accumulate_block(const float* pt, idx keys, const row_ref<T>* v, idx
   for (idx j = 0; j < keys; ++j) {
     simd::vec<A> vv[VB];
 #pragma GCC unroll 8
-    for (int x = 0; x < VB; ++x) {
-      vv[x] = v[j].template load<A>(e0 + x * L);
-      seen = seen + vv[x];
-    }
+    for (int x = 0; x < VB; ++x) vv[x] = simd::in_register<A>(v[j].template load<A>(e0 + x * L));
+    simd::vec<A> row_sum = vv[0];  // summed apart from `seen`: one dependent add per key
+#pragma GCC unroll 8
+    for (int x = 1; x < VB; ++x) row_sum = row_sum + vv[x];
+    seen = seen + row_sum;
 #pragma GCC unroll 8
     for (int i = 0; i < RB; ++i) {
       const simd::vec<A> w = simd::splat<A>(pt[j * decode_rows + i]);

@@ -10,7 +10,9 @@
 // block as the one contiguous stretch it is (in the [batch, seq, heads, head_dim] layout one
 // key's heads are contiguous), which streams at full bandwidth; the staged rows are then
 // re-read from L2 by every query head of the group. (Measured: in place, fp32 decode ran
-// 20–25 % slower.)
+// 20–25 % slower. Reading in place in address order — a few keys at a time, every KV head of
+// them before the next few, with or without software prefetch — was 25–100 % slower from DRAM
+// and faster only when the whole cache fits in L3.)
 //
 // A row source S has:
 //   using element = T;                  float, Eigen::bfloat16, Eigen::half or attn::q8_0

@@ -71,7 +71,7 @@ inline void scores_block(const float* qt, std::ptrdiff_t head_dim, const float* 
   for (std::ptrdiff_t d = 0; d < head_dim; ++d) {
     vec<A> q[QV];
 #pragma GCC unroll 8
-    for (int v = 0; v < QV; ++v) q[v] = simd::load<A>(qt + d * M + v * L);
+    for (int v = 0; v < QV; ++v) q[v] = in_register<A>(simd::load<A>(qt + d * M + v * L));
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
       const vec<A> kb = simd::splat<A>(k[r * k_stride + d]);
@@ -101,7 +101,7 @@ inline void accumulate_block(const float* pt, std::ptrdiff_t keys, const float* 
   for (std::ptrdiff_t j = 0; j < keys; ++j) {
     vec<A> p[QV];
 #pragma GCC unroll 8
-    for (int q = 0; q < QV; ++q) p[q] = simd::load<A>(pt + j * M + q * L);
+    for (int q = 0; q < QV; ++q) p[q] = in_register<A>(simd::load<A>(pt + j * M + q * L));
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
       const vec<A> vb = simd::splat<A>(v[j * v_stride + r]);

@@ -111,7 +111,8 @@ inline void fill_unkept(float* row, std::ptrdiff_t n, std::uint64_t keep, float 
 
 /// x, held in a register: GCC folds a load into every FMA that uses it as a memory operand,
 /// which costs a load per FMA where the point of reusing x was one load for several FMAs
-/// (kernel/neighborhood_lanes.hpp). An empty asm that "modifies" x makes it one value.
+/// (kernel/neighborhood_lanes.hpp; the short tail blocks of simd/microkernel.hpp; the decode
+/// dot products). An empty asm that "modifies" x makes it one value.
 template <class A>
 inline vec<A> in_register(vec<A> x) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))

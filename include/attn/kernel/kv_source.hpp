@@ -11,7 +11,7 @@
 // key's heads are contiguous), which streams at full bandwidth; the staged rows are then
 // re-read from L2 by every query head of the group. (Measured: in place, fp32 decode ran
 // 20–25 % slower. Reading in place in address order — a few keys at a time, every KV head of
-// them before the next few, with or without software prefetch — was 25–100 % slower from DRAM
+// them before the next few, with or without software prefetch — was 25–110 % slower from DRAM
 // and faster only when the whole cache fits in L3.)
 //
 // A row source S has:

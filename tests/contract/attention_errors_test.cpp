@@ -15,7 +15,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace attention_errors_test {
 
 using attn::idx;
 using bool_tensor = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
@@ -251,4 +251,4 @@ TEST(AttentionErrors, KvSplits) {
   }
 }
 
-}  // namespace
+}  // namespace attention_errors_test

@@ -15,7 +15,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace bad_input_catalogue_test {
 
 using attn::idx;
 using attn::test::bad_input::B;
@@ -441,4 +441,4 @@ TEST(BadInputCatalogue, EveryKindIsRejectedBeforeAnythingIsWritten) {
   EXPECT_GE(kinds.size(), 30u);
 }
 
-}  // namespace
+}  // namespace bad_input_catalogue_test

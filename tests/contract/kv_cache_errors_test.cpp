@@ -10,7 +10,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace kv_cache_errors_test {
 
 using attn::cache_layout;
 using attn::idx;
@@ -120,4 +120,4 @@ TEST(KvCacheErrors, AttentionChecksQueriesAgainstTheCache) {
   for (idx n = 0; n < out.size(); ++n) EXPECT_EQ(out.data()[n], out_sentinel);
 }
 
-}  // namespace
+}  // namespace kv_cache_errors_test

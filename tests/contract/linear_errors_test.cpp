@@ -14,7 +14,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace linear_errors_test {
 
 using attn::idx;
 using namespace attn::test::bad_input;
@@ -269,4 +269,4 @@ TEST(LinearErrors, FocusedParameters) {
   }
 }
 
-}  // namespace
+}  // namespace linear_errors_test

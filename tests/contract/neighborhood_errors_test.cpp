@@ -11,7 +11,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace neighborhood_errors_test {
 
 using attn::idx;
 using attn::test::bad_input::has_token;
@@ -163,4 +163,4 @@ TEST(NeighborhoodErrors, AdditionalKeys) {
   });
 }
 
-}  // namespace
+}  // namespace neighborhood_errors_test

@@ -10,7 +10,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace routing_errors_test {
 
 using attn::idx;
 using namespace attn::test::bad_input;
@@ -164,4 +164,4 @@ TEST(RoutingErrors, Mosa) {
   EXPECT_FLOAT_EQ(same.out(0, 0, 0, 0), 0.5f);  // token 0 kept (ties), sees itself: r · v
 }
 
-}  // namespace
+}  // namespace routing_errors_test

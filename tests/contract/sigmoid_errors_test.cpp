@@ -14,7 +14,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace sigmoid_errors_test {
 
 using attn::idx;
 
@@ -91,4 +91,4 @@ TEST(SigmoidErrors, AskingForTheLogSumExp) {
   expect_rejected(c, {"options.lse", "log-sum-exp"}, false);
 }
 
-}  // namespace
+}  // namespace sigmoid_errors_test

@@ -12,7 +12,7 @@
 
 #include "support/bad_input.hpp"
 
-namespace {
+namespace sparse_errors_test {
 
 using attn::idx;
 using namespace attn::test::bad_input;
@@ -149,4 +149,4 @@ TEST(SparseErrors, LayoutForAnotherProblem) {
       {"seq_q=7", "q.dim(1)=5"});
 }
 
-}  // namespace
+}  // namespace sparse_errors_test

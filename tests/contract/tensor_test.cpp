@@ -13,7 +13,7 @@
 #include "attn/pattern/band.hpp"
 #include "attn/tensor.hpp"
 
-namespace {
+namespace tensor_test {
 
 using attn::tensor4;
 using dims4 = std::array<Eigen::Index, 4>;
@@ -215,4 +215,4 @@ TEST(TensorViews, MutableMapsWorkAsInputs) {
   for (float x : o) EXPECT_FLOAT_EQ(x, 1.0f);  // every value is 1: so is every average
 }
 
-}  // namespace
+}  // namespace tensor_test

@@ -8,7 +8,7 @@
 #include "property/harness.hpp"
 
 namespace attn::property {
-namespace {
+namespace blocks_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -144,7 +144,7 @@ void run_case(const case_context& ctx) {
   ATTN_EXPECT_CLOSE(got, via_mask, 1e-5);
 }
 
-}  // namespace
+}  // namespace blocks_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(blocks, attn::property::run_case, 2000, 200);
+ATTN_PROPERTY_FAMILY(blocks, attn::property::blocks_property::run_case, 2000, 200);

@@ -9,7 +9,7 @@
 #include "support/cache_rows.hpp"
 
 namespace attn::property {
-namespace {
+namespace decode_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -135,7 +135,7 @@ void run_case(const case_context& ctx) {
   }
 }
 
-}  // namespace
+}  // namespace decode_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(decode, attn::property::run_case, 3000, 300);
+ATTN_PROPERTY_FAMILY(decode, attn::property::decode_property::run_case, 3000, 300);

@@ -7,7 +7,7 @@
 #include "property/harness.hpp"
 
 namespace attn::property {
-namespace {
+namespace linear_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -124,7 +124,7 @@ void run_case(const case_context& ctx) {
     check(d, ctx, t.str() + " map=relu", linear::relu{}, q, k, v, opt);
 }
 
-}  // namespace
+}  // namespace linear_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(linear, attn::property::run_case, 2000, 200);
+ATTN_PROPERTY_FAMILY(linear, attn::property::linear_property::run_case, 2000, 200);

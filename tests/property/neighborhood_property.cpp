@@ -7,7 +7,7 @@
 #include "property/harness.hpp"
 
 namespace attn::property {
-namespace {
+namespace neighborhood_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -111,7 +111,7 @@ void run_case(const case_context& ctx) {
   }
 }
 
-}  // namespace
+}  // namespace neighborhood_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(neighborhood, attn::property::run_case, 1500, 150);
+ATTN_PROPERTY_FAMILY(neighborhood, attn::property::neighborhood_property::run_case, 1500, 150);

@@ -8,7 +8,7 @@
 #include "property/harness.hpp"
 
 namespace attn::property {
-namespace {
+namespace routing_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -81,7 +81,7 @@ void run_case(const case_context& ctx) {
   ATTN_EXPECT_CLOSE(by_blocks, as_pattern, 1e-5);
 }
 
-}  // namespace
+}  // namespace routing_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(routing, attn::property::run_case, 1000, 100);
+ATTN_PROPERTY_FAMILY(routing, attn::property::routing_property::run_case, 1000, 100);

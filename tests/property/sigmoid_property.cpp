@@ -7,7 +7,7 @@
 #include "property/problem.hpp"
 
 namespace attn::property {
-namespace {
+namespace sigmoid_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -80,7 +80,7 @@ void run_case(const case_context& ctx) {
   });
 }
 
-}  // namespace
+}  // namespace sigmoid_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(sigmoid, attn::property::run_case, 3000, 300);
+ATTN_PROPERTY_FAMILY(sigmoid, attn::property::sigmoid_property::run_case, 3000, 300);

@@ -7,7 +7,7 @@
 #include "property/problem.hpp"
 
 namespace attn::property {
-namespace {
+namespace softmax_property {
 
 constexpr double tolerance = 3e-5;
 
@@ -66,7 +66,7 @@ void run_case(const case_context& ctx) {
   });
 }
 
-}  // namespace
+}  // namespace softmax_property
 }  // namespace attn::property
 
-ATTN_PROPERTY_FAMILY(softmax, attn::property::run_case, 6000, 600);
+ATTN_PROPERTY_FAMILY(softmax, attn::property::softmax_property::run_case, 6000, 600);

@@ -12,7 +12,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace concurrency_test {
 
 using attn::idx;
 using attn::test::make_problem;
@@ -76,4 +76,4 @@ TEST(Concurrency, EightUserThreadsMatchSerialResults) {
   }
 }
 
-}  // namespace
+}  // namespace concurrency_test

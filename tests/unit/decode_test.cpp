@@ -15,7 +15,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace decode_test {
 
 using attn::idx;
 using attn::kernel_path;
@@ -108,4 +108,4 @@ TEST(SplitKv, ThreadCountsAgree) {
   }
 }
 
-}  // namespace
+}  // namespace decode_test

@@ -29,7 +29,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace extreme_values_test {
 
 using attn::idx;
 using attn::test::arch;
@@ -299,4 +299,4 @@ TEST(ExtremeValues, EmptyProblemsAreValidAndWriteNothing) {
   }
 }
 
-}  // namespace
+}  // namespace extreme_values_test

@@ -16,7 +16,7 @@
 #include "support/cache_rows.hpp"
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace kv_cache_test {
 
 using attn::cache_layout;
 using attn::idx;
@@ -176,4 +176,4 @@ TEST(KvCache, SplitKvChunksAgree) {
   }
 }
 
-}  // namespace
+}  // namespace kv_cache_test

@@ -31,7 +31,7 @@
 #include "support/arch.hpp"
 #include "support/random.hpp"
 
-namespace {
+namespace linear_test {
 
 using attn::idx;
 using tensor = attn::tensor4<float>;
@@ -547,4 +547,4 @@ TEST(LinearViews, MisalignedMapsAndRvalueOutput) {
       out, attn::reference::linear_attention(p.q, p.k, p.v, attn::linear::elu1{}, attn::dense{}));
 }
 
-}  // namespace
+}  // namespace linear_test

@@ -12,7 +12,7 @@
 #include "attn/simd/microkernel.hpp"
 #include "support/arch.hpp"
 
-namespace {
+namespace microkernel_test {
 
 using A = attn::test::arch;
 namespace simd = attn::simd;
@@ -138,4 +138,4 @@ TEST(Microkernel, AccumulateTileWithAlphaOneAndNoKeysLeavesTheOutputAlone) {
   EXPECT_EQ(ot, before);
 }
 
-}  // namespace
+}  // namespace microkernel_test

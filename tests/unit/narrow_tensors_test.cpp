@@ -23,7 +23,7 @@
 #include "support/arch.hpp"
 #include "support/random.hpp"
 
-namespace {
+namespace narrow_tensors_test {
 
 using attn::idx;
 template <class T>
@@ -159,4 +159,4 @@ TEST(NarrowTensors, BadShapeThrowsBeforeWriting) {
   for (idx i = 0; i < out.size(); ++i) ASSERT_EQ(static_cast<float>(out.data()[i]), 7.0f);
 }
 
-}  // namespace
+}  // namespace narrow_tensors_test

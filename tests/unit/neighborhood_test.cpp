@@ -21,7 +21,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace neighborhood_test {
 
 using attn::idx;
 using attn::test::arch;
@@ -438,4 +438,4 @@ TEST(NeighborhoodProperties, CausalFullKernelIsCausal) {
   EXPECT_LE(max_diff(out, causal), 1e-6);
 }
 
-}  // namespace
+}  // namespace neighborhood_test

@@ -13,7 +13,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace routing_blocks_test {
 
 using attn::idx;
 using attn::test::expect_close;
@@ -226,4 +226,4 @@ TEST(RoutingBiformer, AllRegionsIsDense) {
   EXPECT_LE(attn::test::max_abs_diff(flat, ref.out), attn::test::tolerance);
 }
 
-}  // namespace
+}  // namespace routing_blocks_test

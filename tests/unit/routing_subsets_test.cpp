@@ -14,7 +14,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace routing_subsets_test {
 
 using attn::idx;
 using attn::test::make_problem;
@@ -167,4 +167,4 @@ TEST(RoutingMosa, EveryTokenWithUnitScoresIsCausalDense) {
             (std::vector<idx>{0, 1, 2}));
 }
 
-}  // namespace
+}  // namespace routing_subsets_test

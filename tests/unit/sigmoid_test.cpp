@@ -21,7 +21,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace sigmoid_test {
 
 using attn::idx;
 using attn::test::expect_close;
@@ -493,4 +493,4 @@ TEST(SigmoidReference, ByHand) {
   EXPECT_EQ(r.out(0, 0, 0, 0), 1.0 + 2 * 0.5);
 }
 
-}  // namespace
+}  // namespace sigmoid_test

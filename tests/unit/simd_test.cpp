@@ -17,7 +17,7 @@
 #include "attn/simd.hpp"
 #include "support/arch.hpp"
 
-namespace {
+namespace simd_test {
 
 using A = attn::test::arch;
 namespace simd = attn::simd;
@@ -209,10 +209,6 @@ TEST(SimdReduce, MaxFindsTheMaximumInEveryLane) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 TEST(SimdReduce, AddEachSumsEveryRowIntoItsOwnLane) {
   std::array<attn::simd::vec<A>, L> rows;
   std::array<float, L> lane{};
@@ -227,9 +223,9 @@ TEST(SimdReduce, AddEachSumsEveryRowIntoItsOwnLane) {
         << "row " << r;
 }
 
-}  // namespace
+}  // namespace simd_test
 
-namespace attn_transpose_test {
+namespace simd_test::transpose {
 
 using idx = std::ptrdiff_t;
 
@@ -269,9 +265,9 @@ TEST(SimdTranspose, MatchesTheElementwiseDefinition) {
     }
 }
 
-}  // namespace attn_transpose_test
+}  // namespace simd_test::transpose
 
-namespace attn_fill_unkept_test {
+namespace simd_test::fill_unkept {
 
 /// Every lane whose bit is clear becomes the fill value, every other lane keeps its value and
 /// nothing past n is touched: whole vectors, a ragged tail, all-kept and none-kept words.
@@ -293,4 +289,4 @@ TEST(SimdFillUnkept, ReplacesExactlyTheLanesWhoseBitIsClear) {
     }
 }
 
-}  // namespace attn_fill_unkept_test
+}  // namespace simd_test::fill_unkept

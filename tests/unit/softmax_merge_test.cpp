@@ -9,7 +9,7 @@
 
 #include "support/random.hpp"
 
-namespace {
+namespace softmax_merge_test {
 
 using bool4 = Eigen::Tensor<bool, 4, Eigen::RowMajor>;
 
@@ -98,4 +98,4 @@ TEST(SoftmaxExecutors, EigenThreadPoolMatchesSerial) {
     ASSERT_FLOAT_EQ(serial.data()[i], pooled.data()[i]) << i;
 }
 
-}  // namespace
+}  // namespace softmax_merge_test

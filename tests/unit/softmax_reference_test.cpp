@@ -9,7 +9,7 @@
 
 #include <attn/reference/softmax.hpp>
 
-namespace {
+namespace softmax_reference_test {
 
 using tensor = attn::tensor4<float>;
 constexpr double inf = std::numeric_limits<double>::infinity();
@@ -191,4 +191,4 @@ TEST(SoftmaxReference, RejectsInconsistentInput) {
   EXPECT_THROW((void)attn::reference::attention(q, k, k), attn::error);
 }
 
-}  // namespace
+}  // namespace softmax_reference_test

@@ -16,7 +16,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace softmax_semantics_test {
 
 using attn::idx;
 using attn::test::expect_close;
@@ -434,4 +434,4 @@ TEST(SoftmaxProperties, WeightsSumToOne) {
   }
 }
 
-}  // namespace
+}  // namespace softmax_semantics_test

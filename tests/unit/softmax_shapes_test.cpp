@@ -20,7 +20,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace softmax_shapes_test {
 
 using attn::idx;
 using attn::test::expect_close;
@@ -144,4 +144,4 @@ TEST(SoftmaxThreads, Executors) {
   }
 }
 
-}  // namespace
+}  // namespace softmax_shapes_test

@@ -18,7 +18,7 @@
 
 #include "support/kernel_check.hpp"
 
-namespace {
+namespace sparse_test {
 
 using attn::idx;
 using attn::test::expect_close;
@@ -559,4 +559,4 @@ TEST(SparseKernel, RowsThatSeeNothingAreZero) {
   for (idx e = 0; e < nothing.lse.size(); ++e) ASSERT_EQ(nothing.lse.data()[e], neg_inf);
 }
 
-}  // namespace
+}  // namespace sparse_test

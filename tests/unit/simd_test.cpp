@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cfenv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -157,6 +158,25 @@ TEST(SimdExp2, ExactAtIntegersAndZeroForMinusInfinity) {
   const std::vector<float> zeros = map_lanes(low, vexp2);
   for (std::size_t i = 0; i < low.size(); ++i)
     EXPECT_EQ(zeros[i], 0.0f) << "exp2(" << low[i] << ")";
+}
+
+// A result below the normal range costs a microcode assist on Intel cores (~100+ cycles, unless
+// flush-to-zero is set), and masked scores (−inf) reach exp2 on every partial tile: the inputs
+// whose result is 0 by definition must give it without computing a subnormal or an underflow,
+// which the floating-point environment's underflow flag records.
+TEST(SimdExpAndExp2, ZeroResultsRaiseNoUnderflow) {
+  const std::vector<float> to_zero = {-inf, -1e30f, -1000.0f, -160.0f, -150.0f, -127.0f, -126.6f};
+  const std::vector<float> exp_to_zero = {-inf, -1e30f, -1000.0f, -90.0f, -87.5f, -87.34f};
+  std::feclearexcept(FE_ALL_EXCEPT);
+  const std::vector<float> ys = map_lanes(to_zero, vexp2);
+  const std::vector<float> exp_ys = map_lanes(exp_to_zero, vexp);
+  const std::vector<float> scaled = map_lanes({1.0f, 1.4f, 0.75f}, [](const simd::vec<A>& p) {
+    return simd::scale2(p, simd::splat<A>(-127.0f));
+  });
+  EXPECT_FALSE(std::fetestexcept(FE_UNDERFLOW)) << "a flushed exp2, exp or scale2 underflowed";
+  for (float y : ys) EXPECT_EQ(y, 0.0f);
+  for (float y : exp_ys) EXPECT_EQ(y, 0.0f);
+  for (float y : scaled) EXPECT_EQ(y, 0.0f);
 }
 
 TEST(SimdPow2i, BuildsEveryPowerOfTwoFromItsExponent) {

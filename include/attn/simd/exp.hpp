@@ -4,8 +4,9 @@
 // and a low correction, |r| ≤ ln2/2, then e^r by a degree-7 Taylor–Horner polynomial (truncation
 // error < 1e-8 relative on that interval) and the scale 2^n built from exponent bits, split in
 // two factors so that n = 128 (x up to 88.72) does not overflow the bit construction. Within
-// 2 ulp of std::exp on [−87.3, 88.7]; exactly 0 below the smallest normal result (x < −87.33)
-// and for −inf; +inf above 88.72.
+// 2 ulp of std::exp on [−87.33, 88.7]; exactly 0 below −87.33 (where e^x is within 0.7 % of the
+// smallest normal float) and for −inf; +inf above 88.72. No lane ever computes a subnormal:
+// Intel cores take a microcode assist for each one (see simd::scale2).
 //
 // exp2(x): the softmax kernels work in base 2 (the scale folded with log2 e into Q), so the hot
 // loop needs 2^x, mostly for x ≤ 0: n = round(x), f = x − n ∈ [−½, ½] exact, 2^f by a degree-6
@@ -24,7 +25,8 @@ inline V exp(const V& x) {
   constexpr float log2e = 1.44269504088896341f;
   constexpr float ln2_hi = 0.693145751953125f;  // 11 significant bits: n·ln2_hi exact for |n|≤128
   constexpr float ln2_lo = 1.42860682030941723212e-6f;
-  constexpr float underflow = -87.3365478515625f;  // below: result < FLT_MIN, flushed to 0
+  // Below: 0. e^−87.33 = 1.0065 · 2^−126, so the lanes clamped here still compute a normal value.
+  constexpr float underflow = -87.33f;
   constexpr float overflow = 88.72283935546875f;
 
   const V xc = min(max(x, splat<A>(underflow)), splat<A>(overflow));

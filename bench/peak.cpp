@@ -25,16 +25,14 @@ constexpr long rounds_per_iteration =
     65536;  // ~0.4 ms: long enough to hide the threads' start barrier
 
 void fma_peak(benchmark::State& state) {
-  // Opaque to the compiler: it cannot fold or precompute the chains.
-  float mul = 0.9999999f, add = 1e-7f;
-  benchmark::DoNotOptimize(mul);
-  benchmark::DoNotOptimize(add);
+  // Read through volatile at every iteration: opaque to the compiler, which can then neither fold
+  // the chains nor hoist the (pure) run out of the loop. Not benchmark::DoNotOptimize on the
+  // float locals: with GCC 12 and Debian's Google Benchmark 1.7 its "+m,r" asm handed the chains
+  // garbage (seen: mul = 4.6e-41, a subnormal), and on Intel cores every FMA on a subnormal
+  // takes a microcode assist — the 2-thread peak read 2 GFLOP/s instead of 270.
+  volatile float mul = 0.9999999f, add = 1e-7f;
   float sink = 0.0f;
-  for (auto _ : state) {
-    // "May have changed": keeps the compiler from hoisting the whole (pure) run out of the loop.
-    benchmark::DoNotOptimize(mul);
-    sink += attn::bench::fma_chains<arch>::run(rounds_per_iteration, mul, add);
-  }
+  for (auto _ : state) sink += attn::bench::fma_chains<arch>::run(rounds_per_iteration, mul, add);
   benchmark::DoNotOptimize(sink);
   attn_bench::set_gflops(state, attn::bench::fma_chains<arch>::flops_per_round *
                                     static_cast<double>(rounds_per_iteration));

@@ -33,7 +33,8 @@ struct fma_chains {
   static constexpr double flops_per_round = 2.0 * lanes * chains;
 
   /// Runs `rounds` rounds and returns a value that depends on every FMA. `mul` and `add` should
-  /// be opaque to the compiler (e.g. passed through benchmark::DoNotOptimize or volatile).
+  /// be opaque to the compiler (e.g. read from volatile variables: bench/peak.cpp says why not
+  /// benchmark::DoNotOptimize).
   static float run(long rounds, float mul, float add) {
     const vec m = simd::splat<Arch>(mul), a = simd::splat<Arch>(add);
     vec acc[chains];
